@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: venv demo test test-db bench dev clean
+
+$(BIN)/irt-pipeline: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/irt-pipeline
+
+$(DAGSTER_HOME):
+	mkdir -p $(DAGSTER_HOME)
+
+## Seed the embedded database with the demo bank, materialize every asset, print the summary.
+demo: venv $(DAGSTER_HOME)
+	$(BIN)/irt-pipeline migrate
+	$(BIN)/irt-pipeline seed-demo --bank demo
+	$(BIN)/irt-pipeline calibrate --bank demo
+
+## The whole test suite (database tests on the embedded PostgreSQL unless IRT_TEST_DATABASE_URL is set).
+test: venv
+	$(BIN)/pytest -q
+
+## Only the tests that talk to PostgreSQL.
+test-db: venv
+	$(BIN)/pytest -q -m db
+
+bench: venv
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/bench_engine.py
+
+## The Dagster UI and daemon on http://127.0.0.1:3000 against the embedded database.
+dev: venv $(DAGSTER_HOME)
+	$(BIN)/irt-pipeline migrate
+	$(BIN)/dagster dev -m irt_pipeline.definitions -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf $(VENV) .irt .dagster_home *.egg-info

@@ -1,0 +1,52 @@
+"""Shared fixtures: a real PostgreSQL for every database test.
+
+By default the embedded server (PyPI `pgserver`) is started once per test session in a
+temporary folder; with IRT_TEST_DATABASE_URL set, that server is used instead (CI runs the
+database tests a second time against the system PostgreSQL this way). Each test that asks for
+`database_url` gets a fresh database with every migration applied, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Connection URL of a PostgreSQL server on which tests may create databases."""
+    url = os.environ.get("IRT_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def database_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh, fully migrated database, dropped when the test ends."""
+    from irt_pipeline.storage import apply_migrations
+
+    name = f"irt_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_conninfo(pg_server_url, dbname=name)
+    try:
+        with psycopg.connect(url) as conn:
+            apply_migrations(conn)
+        yield url
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
