@@ -1,0 +1,290 @@
+"""The calibration chain of one item bank (one partition = one bank):
+
+    response_matrix -> eligible_items -> item_parameters -> fit_statistics -> supabase_writes
+
+Only the last asset publishes; the blocking check on ``fit_statistics`` audits the table before
+(write-audit-publish). The audit row in ``irt_calibration_runs`` is started by
+``item_parameters``, the first step of the calibration proper, and each later step carries its
+id; when no item is eligible, ``eligible_items`` writes the failed row itself (see its
+docstring). A failing step marks the row ``failed`` through the job's failure hook and the
+run-failure sensor (hooks.py, sensors.py).
+"""
+
+
+import time
+
+import dagster as dg
+
+from irt_pipeline import errors
+from irt_pipeline.defs.config import CalibrationConfig
+from irt_pipeline.defs.partitions import item_bank_partitions
+from irt_pipeline.defs.reporting import id_list, skipped_table, summary_markdown
+from irt_pipeline.defs.resources import IrtDatabase
+from irt_pipeline.defs.values import (
+    FIT_LOWER,
+    FIT_UPPER,
+    REASON_NOT_IN_BANK,
+    EligibleItems,
+    FitStatistics,
+    ItemParameters,
+    ResponseMatrix,
+    build_response_matrix,
+    parameter_table,
+    select_eligible,
+    skipped_reason_counts,
+)
+from irt_pipeline.engine import calibrate_3pl, item_fit
+
+GROUP = "irt"
+OWNERS = ["team:irt"]
+POOL = "irt_calibration"  # one calibration at a time (dagster.yaml: pools at run granularity)
+PROGRESS_EVERY = 5        # log the EM progress every this many iterations
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres", "scipy"},
+    owners=OWNERS,
+    partitions_def=item_bank_partitions,
+)
+def response_matrix(
+    context: dg.AssetExecutionContext, config: CalibrationConfig, irt_db: IrtDatabase
+) -> ResponseMatrix:
+    """Students x items response matrix of the bank, from the first attempt of each student on
+    each item (later attempts are ignored). Sparse CSR, +1 correct / -1 incorrect / absent not
+    answered; the bank's items nobody answered are empty columns. Holds the run's config."""
+    bank = context.partition_key
+    settings = config.settings()
+    attempts, bank_items = irt_db.read_bank(bank)
+    matrix = build_response_matrix(attempts, bank_items, item_bank=bank, settings=settings)
+    context.add_output_metadata(
+        {
+            "item_bank": bank,
+            "students": len(matrix.student_ids),
+            "items": len(matrix.item_ids),
+            "items_without_responses": len(matrix.unanswered_item_ids),
+            "responses": matrix.n_responses,
+            "density": round(matrix.density, 4),
+            "dagster/row_count": matrix.n_responses,
+            "config": dg.MetadataValue.json(settings.snapshot()),
+        }
+    )
+    return matrix
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "scipy"},
+    owners=OWNERS,
+    partitions_def=item_bank_partitions,
+)
+def eligible_items(
+    context: dg.AssetExecutionContext, irt_db: IrtDatabase, response_matrix: ResponseMatrix
+) -> EligibleItems:
+    """Items to calibrate: the item_ids filter (unknown ids skipped as not_in_bank), then at least
+    min_responses responses (else insufficient_responses), then both correct and incorrect
+    responses (else no_variance). When no item is left the run fails with INSUFFICIENT_DATA and a
+    `failed` audit row is written here, since item_parameters (which starts the row) never runs."""
+    eligible = select_eligible(response_matrix)
+    settings = eligible.settings
+    reasons = skipped_reason_counts(eligible.skipped)
+    context.add_output_metadata(
+        {
+            "items_eligible": eligible.n_items,
+            "items_skipped": len(eligible.skipped),
+            "students": len(eligible.student_ids),
+            "responses": int(eligible.matrix.nnz),
+            "skipped_by_reason": dg.MetadataValue.json(reasons),
+            "skipped_items": skipped_table(eligible.skipped),
+            "dagster/row_count": eligible.n_items,
+        }
+    )
+    not_in_bank = [s.item_id for s in eligible.skipped if s.reason == REASON_NOT_IN_BANK]
+    if not_in_bank:
+        context.log.warning(
+            f"{len(not_in_bank)} requested item id(s) are not items of bank {eligible.item_bank!r}: "
+            + ", ".join(not_in_bank[:20])
+        )
+    if eligible.n_items == 0:
+        error = errors.InsufficientDataError(
+            f"no item of bank {eligible.item_bank!r} has at least {settings.min_responses} responses "
+            f"with both correct and incorrect answers (skipped: {reasons or 'no items'})"
+        )
+        run_id = irt_db.start_run(
+            item_bank=eligible.item_bank, config=settings.snapshot(), dagster_run_id=context.run_id
+        )
+        irt_db.fail_run(run_id, str(error))
+        context.log.error(f"calibration run {run_id} failed: {error}")
+        raise error
+    return eligible
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "numpy"},
+    owners=OWNERS,
+    partitions_def=item_bank_partitions,
+    pool=POOL,
+)
+def item_parameters(
+    context: dg.AssetExecutionContext, irt_db: IrtDatabase, eligible_items: EligibleItems
+) -> ItemParameters:
+    """3PL estimates (a, b, c and their standard errors) by MML-EM. Starts the `running` audit
+    row in irt_calibration_runs (CALIBRATION_IN_PROGRESS if the bank already has one)."""
+    settings = eligible_items.settings
+    started_at = time.time()
+    run_id = irt_db.start_run(
+        item_bank=eligible_items.item_bank, config=settings.snapshot(), dagster_run_id=context.run_id
+    )
+    context.log.info(
+        f"calibration run {run_id}: {eligible_items.n_items} items x {len(eligible_items.student_ids)} "
+        f"students, max {settings.max_iterations} iterations, threshold {settings.convergence_threshold}"
+    )
+
+    def progress(iteration: int, max_change: float, log_likelihood: float) -> None:
+        if iteration == 1 or iteration % PROGRESS_EVERY == 0:
+            context.log.info(
+                f"EM iteration {iteration}/{settings.max_iterations}: "
+                f"max change {max_change:.2e}, log-likelihood {log_likelihood:.2f}"
+            )
+
+    t0 = time.perf_counter()
+    result = calibrate_3pl(
+        eligible_items.matrix,
+        max_iterations=settings.max_iterations,
+        convergence_threshold=settings.convergence_threshold,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
+    if not result.converged:
+        context.log.warning(
+            f"EM did not converge within {settings.max_iterations} iterations; "
+            "parameters are published with convergence_achieved = false"
+        )
+    context.add_output_metadata(
+        {
+            "calibration_run_id": run_id,
+            "items": result.n_items,
+            "iterations": int(result.iterations),
+            "converged": bool(result.converged),
+            "log_likelihood": float(result.log_likelihood),
+            "elapsed_seconds": round(seconds, 3),
+            "parameter_summary": dg.MetadataValue.md(
+                summary_markdown(
+                    {"a": result.a, "b": result.b, "c": result.c,
+                     "a_se": result.a_se, "b_se": result.b_se, "c_se": result.c_se}
+                )
+            ),
+        }
+    )
+    return ItemParameters(
+        calibration_run_id=run_id,
+        item_bank=eligible_items.item_bank,
+        settings=settings,
+        item_ids=eligible_items.item_ids,
+        result=result,
+        started_at=started_at,
+        calibration_seconds=seconds,
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "pandas"},
+    owners=OWNERS,
+    partitions_def=item_bank_partitions,
+    pool=POOL,
+)
+def fit_statistics(
+    context: dg.AssetExecutionContext, eligible_items: EligibleItems, item_parameters: ItemParameters
+) -> FitStatistics:
+    """Infit and outfit MNSQ per item, flagged outside 0.7-1.3, joined with the estimates: the
+    table of parameter rows to publish (audited by the blocking check before supabase_writes)."""
+    if tuple(eligible_items.item_ids) != tuple(item_parameters.item_ids):
+        raise errors.CalibrationFailedError(
+            "eligible_items changed since item_parameters was computed; "
+            "materialize item_parameters again before fit_statistics"
+        )
+    result = item_parameters.result
+    fit = item_fit(eligible_items.matrix, result)
+    flagged = fit.flagged(lower=FIT_LOWER, upper=FIT_UPPER)
+    table = parameter_table(
+        eligible_items.item_ids, result, fit.infit_mnsq, fit.outfit_mnsq, flagged,
+        eligible_items.response_counts,
+    )
+    stats = FitStatistics(
+        calibration_run_id=item_parameters.calibration_run_id,
+        item_bank=item_parameters.item_bank,
+        table=table,
+        skipped=eligible_items.skipped,
+        convergence_achieved=bool(result.converged),
+        iterations_used=int(result.iterations),
+        log_likelihood=float(result.log_likelihood),
+        started_at=item_parameters.started_at,
+    )
+    context.add_output_metadata(
+        {
+            "calibration_run_id": stats.calibration_run_id,
+            "items": stats.items_calibrated,
+            "items_flagged": stats.items_flagged,
+            "flagged_items": id_list(stats.flagged_item_ids),
+            "fit_summary": dg.MetadataValue.md(
+                summary_markdown({"infit_mnsq": fit.infit_mnsq, "outfit_mnsq": fit.outfit_mnsq})
+            ),
+            "dagster/row_count": stats.items_calibrated,
+        }
+    )
+    return stats
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres", "supabase"},
+    owners=OWNERS,
+    partitions_def=item_bank_partitions,
+    pool=POOL,
+)
+def supabase_writes(
+    context: dg.AssetExecutionContext, irt_db: IrtDatabase, fit_statistics: FitStatistics
+) -> dg.MaterializeResult:
+    """Publishes the calibration in ONE transaction: every irt_item_parameters row (is_flagged,
+    response_count, calibrated_at) and the audit row completed with counts, convergence,
+    iterations and elapsed seconds (since the row was started)."""
+    stats = fit_statistics
+    run = irt_db.get_run(stats.calibration_run_id)
+    if run is None or run.get("status") != "running":
+        status = None if run is None else run.get("status")
+        raise errors.CalibrationFailedError(
+            f"calibration run {stats.calibration_run_id} is {status or 'missing'}, not running; "
+            "materialize from item_parameters to start a new calibration"
+        )
+    elapsed = round(time.time() - stats.started_at, 3)
+    written = irt_db.publish_calibration(
+        stats.calibration_run_id,
+        stats.table,
+        items_calibrated=stats.items_calibrated,
+        items_skipped=stats.items_skipped,
+        items_flagged=stats.items_flagged,
+        convergence_achieved=stats.convergence_achieved,
+        iterations_used=stats.iterations_used,
+        elapsed_seconds=elapsed,
+    )
+    context.log.info(
+        f"calibration run {stats.calibration_run_id} completed: {written} parameter rows, "
+        f"{stats.items_skipped} skipped, {stats.items_flagged} flagged"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "calibration_run_id": stats.calibration_run_id,
+            "items_calibrated": stats.items_calibrated,
+            "items_skipped": stats.items_skipped,
+            "items_flagged": stats.items_flagged,
+            "convergence_achieved": stats.convergence_achieved,
+            "iterations_used": stats.iterations_used,
+            "elapsed_seconds": elapsed,
+            "dagster/row_count": int(written),
+        }
+    )
+
+
+ASSETS = [response_matrix, eligible_items, item_parameters, fit_statistics, supabase_writes]

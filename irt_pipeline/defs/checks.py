@@ -1,0 +1,124 @@
+"""Asset checks of the calibration.
+
+* ``parameters_within_bounds`` (ERROR, blocking) on ``fit_statistics``: audits the exact table
+  ``supabase_writes`` would publish; any non-finite value, a outside [0.2, 3], c outside
+  [0, 0.35] or a standard error <= 0 fails the check, which fails the run and keeps
+  ``supabase_writes`` from running (the audit row becomes ``failed`` through the hook/sensor).
+* ``item_fit_within_range`` (WARN) on ``fit_statistics``: lists the items whose infit or
+  outfit MNSQ lies outside 0.7-1.3 (they are still published, with is_flagged = true).
+* ``em_converged`` (WARN) on ``item_parameters``: EM stopped at max_iterations.
+"""
+
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from irt_pipeline.defs.assets import fit_statistics, item_parameters
+from irt_pipeline.defs.reporting import MAX_LISTED, id_list
+from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, FitStatistics, ItemParameters
+
+CHECK_PARAMETERS_WITHIN_BOUNDS = "parameters_within_bounds"
+CHECK_ITEM_FIT_WITHIN_RANGE = "item_fit_within_range"
+CHECK_EM_CONVERGED = "em_converged"
+
+A_BOUNDS = (0.2, 3.0)
+C_BOUNDS = (0.0, 0.35)
+_TOL = 1e-9
+_FINITE_COLUMNS = ("a", "b", "c", "a_se", "b_se", "c_se", "infit_mnsq", "outfit_mnsq")
+_SE_COLUMNS = ("a_se", "b_se", "c_se")
+
+
+def invalid_parameter_rows(table: pd.DataFrame) -> list[dict[str, str]]:
+    """One entry per item whose row must not be published, with the problems found."""
+    problems: dict[int, list[str]] = {}
+
+    def add(mask: np.ndarray, text: str) -> None:
+        for i in np.flatnonzero(mask):
+            problems.setdefault(int(i), []).append(text)
+
+    values = {col: table[col].to_numpy(dtype=float) for col in _FINITE_COLUMNS}
+    for col, v in values.items():
+        add(~np.isfinite(v), f"{col} is not finite")
+    with np.errstate(invalid="ignore"):
+        a, c = values["a"], values["c"]
+        add(np.isfinite(a) & ((a < A_BOUNDS[0] - _TOL) | (a > A_BOUNDS[1] + _TOL)), f"a outside {list(A_BOUNDS)}")
+        add(np.isfinite(c) & ((c < C_BOUNDS[0] - _TOL) | (c > C_BOUNDS[1] + _TOL)), f"c outside {list(C_BOUNDS)}")
+        for col in _SE_COLUMNS:
+            se = values[col]
+            add(np.isfinite(se) & (se <= 0), f"{col} <= 0")
+    item_ids = table["item_id"].astype(str).to_numpy()
+    return [{"item_id": item_ids[i], "problems": "; ".join(p)} for i, p in sorted(problems.items())]
+
+
+@dg.asset_check(
+    asset=fit_statistics,
+    name=CHECK_PARAMETERS_WITHIN_BOUNDS,
+    blocking=True,
+    description="Blocks publication if any estimate or SE is non-finite or out of bounds "
+    "(a in [0.2, 3], c in [0, 0.35], SE > 0).",
+)
+def parameters_within_bounds(
+    context: dg.AssetCheckExecutionContext, fit_statistics: FitStatistics
+) -> dg.AssetCheckResult:
+    invalid = invalid_parameter_rows(fit_statistics.table)
+    if invalid:
+        context.log.error(
+            f"{len(invalid)} item(s) have invalid estimates; publication stopped: "
+            + "; ".join(f"{r['item_id']}: {r['problems']}" for r in invalid[:10])
+        )
+    return dg.AssetCheckResult(
+        passed=not invalid,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "calibration_run_id": fit_statistics.calibration_run_id,
+            "items_checked": fit_statistics.items_calibrated,
+            "invalid_count": len(invalid),
+            "invalid_items": dg.MetadataValue.json(invalid[:MAX_LISTED]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=fit_statistics,
+    name=CHECK_ITEM_FIT_WITHIN_RANGE,
+    description=f"Warns about items whose infit or outfit MNSQ lies outside {FIT_LOWER}-{FIT_UPPER}.",
+)
+def item_fit_within_range(fit_statistics: FitStatistics) -> dg.AssetCheckResult:
+    flagged = fit_statistics.flagged_item_ids
+    table = fit_statistics.table
+    rows = table.loc[table["is_flagged"], ["item_id", "infit_mnsq", "outfit_mnsq"]].head(MAX_LISTED)
+    return dg.AssetCheckResult(
+        passed=not flagged,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "misfit_count": len(flagged),
+            "misfit_items": id_list(flagged),
+            "misfit_mnsq": dg.MetadataValue.json(
+                [
+                    {"item_id": str(r.item_id), "infit_mnsq": float(r.infit_mnsq), "outfit_mnsq": float(r.outfit_mnsq)}
+                    for r in rows.itertuples(index=False)
+                ]
+            ),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=item_parameters,
+    name=CHECK_EM_CONVERGED,
+    description="Warns when EM stopped at max_iterations without meeting the convergence threshold.",
+)
+def em_converged(item_parameters: ItemParameters) -> dg.AssetCheckResult:
+    result = item_parameters.result
+    trace = np.asarray(result.max_change_trace, dtype=float)
+    return dg.AssetCheckResult(
+        passed=bool(result.converged),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "iterations": int(result.iterations),
+            "max_iterations": item_parameters.settings.max_iterations,
+            "convergence_threshold": item_parameters.settings.convergence_threshold,
+            "last_max_change": float(trace[-1]) if trace.size else float("nan"),
+        },
+    )

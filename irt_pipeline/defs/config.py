@@ -1,0 +1,117 @@
+"""Run configuration of a calibration: the brief's request fields (section 3, IrtCalibrationRequest).
+
+Where the values live
+---------------------
+`CalibrationConfig` is the config of the FIRST asset, ``response_matrix``, and of no other asset.
+Dagster checks types and unknown fields when a run is launched, but pydantic constraints
+(``ge``/``le``/``gt``/``lt``, the UUID check of ``item_ids``) only when a step starts: with the
+config on the first step, an out-of-range value fails the run before anything is read,
+computed or written, and the error names the field. ``response_matrix`` freezes the validated
+values into a `CalibrationSettings` that travels downstream inside every asset value
+(``ResponseMatrix.settings`` → ``EligibleItems.settings`` → ``ItemParameters.settings``), so the
+later assets use exactly the values the run was launched with, and a re-execution from a later
+step reuses them. To calibrate with other settings, materialize from ``response_matrix``.
+
+In launchpad YAML::
+
+    ops:
+      response_matrix:
+        config: {min_responses: 100, max_iterations: 100, convergence_threshold: 0.001}
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, field_validator
+
+MODEL = "3pl"
+
+# The brief's defaults (section 3, IrtCalibrationRequest).
+DEFAULT_MIN_RESPONSES = 100
+DEFAULT_MAX_ITERATIONS = 100
+DEFAULT_CONVERGENCE_THRESHOLD = 0.001
+
+
+class CalibrationConfig(dg.Config):
+    """Calibration settings of one run (all optional; the defaults are the brief's)."""
+
+    item_ids: list[str] | None = Field(
+        default=None,
+        description=(
+            "Optional filter: calibrate only these item ids (UUIDs) of the bank. "
+            "Omit to calibrate every eligible item of the bank."
+        ),
+    )
+    min_responses: int = Field(
+        default=DEFAULT_MIN_RESPONSES,
+        ge=1,
+        description="Items with fewer responses (first attempts) are skipped as insufficient_responses. >= 1.",
+    )
+    max_iterations: int = Field(
+        default=DEFAULT_MAX_ITERATIONS,
+        ge=1,
+        le=500,
+        description="Upper bound on EM iterations (1-500); the run reports non-convergence if reached.",
+    )
+    convergence_threshold: float = Field(
+        default=DEFAULT_CONVERGENCE_THRESHOLD,
+        gt=0,
+        lt=1,
+        description="EM stops when the largest change of any a, b or c falls below this value (0 < t < 1).",
+    )
+
+    @field_validator("item_ids")
+    @classmethod
+    def _canonical_uuids(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must not be empty (omit item_ids to calibrate every item of the bank)")
+        canonical: list[str] = []
+        for raw in value:
+            try:
+                item_id = str(uuid.UUID(str(raw).strip()))
+            except ValueError:
+                raise ValueError(f"not a UUID: {raw!r}") from None
+            if item_id not in canonical:
+                canonical.append(item_id)
+        return canonical
+
+    def settings(self) -> CalibrationSettings:
+        return CalibrationSettings(
+            item_ids=tuple(self.item_ids) if self.item_ids is not None else None,
+            min_responses=self.min_responses,
+            max_iterations=self.max_iterations,
+            convergence_threshold=self.convergence_threshold,
+        )
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """The validated config, frozen and carried downstream by the asset values."""
+
+    item_ids: tuple[str, ...] | None
+    min_responses: int
+    max_iterations: int
+    convergence_threshold: float
+
+    def snapshot(self) -> dict[str, Any]:
+        """The config JSON stored on the run row (brief: IrtCalibrationConfig, plus the filter)."""
+        snap: dict[str, Any] = {
+            "min_responses": self.min_responses,
+            "max_iterations": self.max_iterations,
+            "convergence_threshold": self.convergence_threshold,
+            "model": MODEL,
+        }
+        if self.item_ids is not None:
+            snap["item_ids"] = list(self.item_ids)
+        return snap
+
+
+def run_config_for(config: CalibrationConfig) -> dg.RunConfig:
+    """The run config that hands `config` to the calibration assets (used by the CLI and tests)."""
+    return dg.RunConfig(ops={"response_matrix": config})

@@ -1,0 +1,118 @@
+"""The data database (PostgreSQL / Supabase) as a Dagster resource.
+
+`IrtDatabase` is a thin shell over `irt_pipeline.storage`: every method opens one psycopg 3
+connection, calls one storage function and closes the connection, so the assets, the failure
+hook and the failure sensor share the same code paths and tests can bind
+``IrtDatabase(url=database_url)`` to a scratch database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import psycopg
+from pydantic import Field
+
+from irt_pipeline import storage
+
+DATABASE_URL_ENV = "IRT_DATABASE_URL"
+RESOURCE_KEY = "irt_db"
+
+
+class IrtDatabase(dg.ConfigurableResource):
+    """PostgreSQL holding items, student_attempts and the calibration tables."""
+
+    url: str = Field(
+        default="",
+        description=(
+            "psycopg connection URL. Empty: storage.database_url(), i.e. IRT_DATABASE_URL or, "
+            "when unset, the embedded PostgreSQL of the checkout (.irt/pgdata)."
+        ),
+    )
+
+    def resolved_url(self) -> str:
+        return self.url or storage.database_url()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """One connection: committed on success, rolled back on error, always closed."""
+        with storage.connect(self.resolved_url()) as conn:
+            yield conn
+
+    # -- reads ---------------------------------------------------------------------------
+    def read_bank(self, item_bank: str) -> tuple[pd.DataFrame, list[str]]:
+        """First attempts of the bank's items, and every item id of the bank (one connection)."""
+        with self.connection() as conn:
+            return storage.read_attempts(conn, item_bank), list(storage.bank_items(conn, item_bank))
+
+    def bank_items(self, item_bank: str) -> list[str]:
+        with self.connection() as conn:
+            return list(storage.bank_items(conn, item_bank))
+
+    def item_banks(self) -> list[str]:
+        with self.connection() as conn:
+            return list(storage.item_banks(conn))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.connection() as conn:
+            return storage.get_run(conn, run_id)
+
+    # -- the audit row -------------------------------------------------------------------
+    def start_run(self, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None) -> str:
+        with self.connection() as conn:
+            return storage.start_run(conn, item_bank=item_bank, config=config, dagster_run_id=dagster_run_id)
+
+    def fail_run(self, run_id: str, error: str) -> bool:
+        with self.connection() as conn:
+            return storage.fail_run(conn, run_id, error)
+
+    def fail_runs_of_dagster_run(self, dagster_run_id: str, error: str) -> int:
+        with self.connection() as conn:
+            return storage.fail_runs_of_dagster_run(conn, dagster_run_id, error)
+
+    def publish_calibration(
+        self,
+        run_id: str,
+        parameters: pd.DataFrame,
+        *,
+        items_calibrated: int,
+        items_skipped: int,
+        items_flagged: int,
+        convergence_achieved: bool,
+        iterations_used: int,
+        elapsed_seconds: float,
+    ) -> int:
+        with self.connection() as conn:
+            return storage.publish_calibration(
+                conn,
+                run_id,
+                parameters,
+                items_calibrated=items_calibrated,
+                items_skipped=items_skipped,
+                items_flagged=items_flagged,
+                convergence_achieved=convergence_achieved,
+                iterations_used=iterations_used,
+                elapsed_seconds=elapsed_seconds,
+            )
+
+
+def irt_database() -> IrtDatabase:
+    """The production binding: IRT_DATABASE_URL through dg.EnvVar when it is set.
+
+    EnvVar is resolved when a run starts (and hidden in the UI); when the variable is unset the
+    resource falls back to the embedded database, which an unresolvable EnvVar would not allow.
+    """
+    if os.environ.get(DATABASE_URL_ENV):
+        return IrtDatabase(url=dg.EnvVar(DATABASE_URL_ENV))
+    return IrtDatabase()
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources={RESOURCE_KEY: irt_database()})
+

@@ -1,0 +1,257 @@
+"""What the calibration assets hand each other, and the pure functions that build it.
+
+No Dagster here: these are frozen dataclasses (pickled by the IO manager between steps) and the
+matrix/eligibility logic, unit-testable without a run.
+
+Response matrix encoding (the engine's sparse contract): students x items CSR, stored +1.0 =
+correct, stored -1.0 = incorrect, absent = not answered. Repeated attempts of a student on an
+item count once: the FIRST attempt (storage.read_attempts already returns first attempts only;
+`build_response_matrix` keeps the first row of any remaining duplicate as a safety net).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from irt_pipeline.defs.config import CalibrationSettings
+from irt_pipeline.engine import CalibrationResult
+
+# IrtSkippedItem.reason values.
+REASON_INSUFFICIENT_RESPONSES = "insufficient_responses"  # fewer than min_responses responses
+REASON_NO_VARIANCE = "no_variance"                        # every response correct, or every one incorrect
+REASON_NOT_IN_BANK = "not_in_bank"                        # an item_ids entry that is not an item of the bank
+
+# Items whose infit or outfit MNSQ lies outside [FIT_LOWER, FIT_UPPER] are flagged (brief AC 8).
+FIT_LOWER = 0.7
+FIT_UPPER = 1.3
+
+# Columns of the parameter table written to irt_item_parameters (brief section 3 / 4).
+PARAMETER_COLUMNS = (
+    "item_id", "a", "b", "c", "a_se", "b_se", "c_se",
+    "infit_mnsq", "outfit_mnsq", "is_flagged", "response_count",
+)
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """The brief's IrtSkippedItem."""
+
+    item_id: str
+    reason: str
+    response_count: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ResponseMatrix:
+    """Every item of one bank (columns, sorted) x every student who answered one (rows, sorted)."""
+
+    item_bank: str
+    settings: CalibrationSettings
+    matrix: sp.csr_matrix        # signed encoding, see the module docstring
+    student_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]    # includes the bank's items nobody answered (empty columns)
+
+    @property
+    def n_responses(self) -> int:
+        return int(self.matrix.nnz)
+
+    @property
+    def response_counts(self) -> np.ndarray:
+        return column_counts(self.matrix)
+
+    @property
+    def unanswered_item_ids(self) -> tuple[str, ...]:
+        counts = self.response_counts
+        return tuple(item for item, n in zip(self.item_ids, counts) if n == 0)
+
+    @property
+    def density(self) -> float:
+        cells = self.matrix.shape[0] * self.matrix.shape[1]
+        return float(self.n_responses / cells) if cells else 0.0
+
+
+@dataclass(frozen=True)
+class EligibleItems:
+    """The matrix reduced to the items to calibrate, plus the items left out and why."""
+
+    item_bank: str
+    settings: CalibrationSettings
+    matrix: sp.csr_matrix        # eligible columns only; students without any response dropped
+    student_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    response_counts: np.ndarray  # per eligible item
+    skipped: tuple[SkippedItem, ...]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+@dataclass(frozen=True)
+class ItemParameters:
+    """The engine's estimates for the eligible items, under the audit row that was started."""
+
+    calibration_run_id: str
+    item_bank: str
+    settings: CalibrationSettings
+    item_ids: tuple[str, ...]
+    result: CalibrationResult
+    started_at: float            # time.time() when the audit row was started
+    calibration_seconds: float   # wall time of calibrate_3pl
+
+
+@dataclass(frozen=True)
+class FitStatistics:
+    """Everything `supabase_writes` publishes: one row per calibrated item plus the run summary."""
+
+    calibration_run_id: str
+    item_bank: str
+    table: pd.DataFrame          # PARAMETER_COLUMNS, one row per calibrated item
+    skipped: tuple[SkippedItem, ...]
+    convergence_achieved: bool
+    iterations_used: int
+    log_likelihood: float
+    started_at: float
+
+    @property
+    def items_calibrated(self) -> int:
+        return int(len(self.table))
+
+    @property
+    def items_flagged(self) -> int:
+        return int(self.table["is_flagged"].sum())
+
+    @property
+    def items_skipped(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def flagged_item_ids(self) -> list[str]:
+        return [str(i) for i in self.table.loc[self.table["is_flagged"], "item_id"]]
+
+
+def column_counts(matrix: sp.spmatrix) -> np.ndarray:
+    """Observed responses per item (stored entries per column)."""
+    return np.asarray(matrix.getnnz(axis=0), dtype=np.int64)
+
+
+def column_correct(matrix: sp.spmatrix) -> np.ndarray:
+    """Correct responses per item (stored +1 entries per column)."""
+    return np.asarray((matrix > 0).sum(axis=0), dtype=np.int64).ravel()
+
+
+def build_response_matrix(
+    attempts: pd.DataFrame,
+    bank_item_ids: Iterable[str],
+    *,
+    item_bank: str,
+    settings: CalibrationSettings,
+) -> ResponseMatrix:
+    """CSR response matrix of one bank from first attempts (columns student_id, item_id, correct)."""
+    frame = pd.DataFrame(
+        {
+            "student_id": attempts["student_id"].astype(str).to_numpy(),
+            "item_id": attempts["item_id"].astype(str).to_numpy(),
+            "correct": attempts["correct"].astype(bool).to_numpy(),
+        }
+    ).drop_duplicates(subset=["student_id", "item_id"], keep="first")
+    item_ids = sorted({str(i) for i in bank_item_ids} | set(frame["item_id"]))
+    student_ids = sorted(set(frame["student_id"]))
+    rows = pd.Categorical(frame["student_id"], categories=student_ids).codes
+    cols = pd.Categorical(frame["item_id"], categories=item_ids).codes
+    data = np.where(frame["correct"].to_numpy(), 1.0, -1.0)
+    matrix = sp.csr_matrix(
+        (data, (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
+        shape=(len(student_ids), len(item_ids)),
+        dtype=np.float64,
+    )
+    matrix.sort_indices()
+    return ResponseMatrix(
+        item_bank=item_bank,
+        settings=settings,
+        matrix=matrix,
+        student_ids=tuple(student_ids),
+        item_ids=tuple(item_ids),
+    )
+
+
+def select_eligible(response_matrix: ResponseMatrix) -> EligibleItems:
+    """Apply the item_ids filter, then min_responses, then the variance rule (in that order)."""
+    settings = response_matrix.settings
+    index = {item: j for j, item in enumerate(response_matrix.item_ids)}
+    skipped: list[SkippedItem] = []
+    if settings.item_ids is None:
+        candidates = list(range(len(response_matrix.item_ids)))
+    else:
+        candidates = []
+        for item in settings.item_ids:
+            if item in index:
+                candidates.append(index[item])
+            else:
+                skipped.append(SkippedItem(item, REASON_NOT_IN_BANK, 0))
+    counts = response_matrix.response_counts
+    correct = column_correct(response_matrix.matrix)
+    eligible: list[int] = []
+    for j in candidates:
+        item, n, k = response_matrix.item_ids[j], int(counts[j]), int(correct[j])
+        if n < settings.min_responses:
+            skipped.append(SkippedItem(item, REASON_INSUFFICIENT_RESPONSES, n))
+        elif k == 0 or k == n:
+            skipped.append(SkippedItem(item, REASON_NO_VARIANCE, n))
+        else:
+            eligible.append(j)
+    reduced = response_matrix.matrix[:, eligible].tocsr()
+    answered = np.flatnonzero(reduced.getnnz(axis=1) > 0)
+    reduced = reduced[answered, :].tocsr()
+    reduced.sort_indices()
+    return EligibleItems(
+        item_bank=response_matrix.item_bank,
+        settings=settings,
+        matrix=reduced,
+        student_ids=tuple(response_matrix.student_ids[i] for i in answered),
+        item_ids=tuple(response_matrix.item_ids[j] for j in eligible),
+        response_counts=counts[eligible].copy(),
+        skipped=tuple(skipped),
+    )
+
+
+def skipped_reason_counts(skipped: Sequence[SkippedItem]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in skipped:
+        out[s.reason] = out.get(s.reason, 0) + 1
+    return out
+
+
+def parameter_table(
+    item_ids: Sequence[str],
+    result: CalibrationResult,
+    infit_mnsq: np.ndarray,
+    outfit_mnsq: np.ndarray,
+    is_flagged: np.ndarray,
+    response_counts: np.ndarray,
+) -> pd.DataFrame:
+    """One row per calibrated item, in the column order of irt_item_parameters."""
+    table = pd.DataFrame(
+        {
+            "item_id": pd.Series(list(item_ids), dtype=object),
+            "a": np.asarray(result.a, dtype=float),
+            "b": np.asarray(result.b, dtype=float),
+            "c": np.asarray(result.c, dtype=float),
+            "a_se": np.asarray(result.a_se, dtype=float),
+            "b_se": np.asarray(result.b_se, dtype=float),
+            "c_se": np.asarray(result.c_se, dtype=float),
+            "infit_mnsq": np.asarray(infit_mnsq, dtype=float),
+            "outfit_mnsq": np.asarray(outfit_mnsq, dtype=float),
+            "is_flagged": np.asarray(is_flagged, dtype=bool),
+            "response_count": np.asarray(response_counts, dtype=np.int64),
+        }
+    )
+    return table[list(PARAMETER_COLUMNS)]
