@@ -40,7 +40,8 @@ class IrtDatabase(dg.ConfigurableResource):
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """One connection: committed on success, rolled back on error, always closed."""
+        """One connection, closed on exit (storage.connect gives autocommit connections;
+        every storage write opens its own transaction)."""
         with storage.connect(self.resolved_url()) as conn:
             yield conn
 
@@ -61,6 +62,14 @@ class IrtDatabase(dg.ConfigurableResource):
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.connection() as conn:
             return storage.get_run(conn, run_id)
+
+    def runs_of_bank(self, item_bank: str) -> list[dict[str, Any]]:
+        with self.connection() as conn:
+            return list(storage.runs_of_bank(conn, item_bank))
+
+    def latest_parameters(self, item_id: str) -> dict[str, Any] | None:
+        with self.connection() as conn:
+            return storage.latest_parameters(conn, item_id)
 
     # -- the audit row -------------------------------------------------------------------
     def start_run(self, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None) -> str:
@@ -114,5 +123,12 @@ def irt_database() -> IrtDatabase:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={RESOURCE_KEY: irt_database()})
+    """The data database, and pickled asset values under the instance's storage folder.
+
+    The IO manager is bound explicitly so that every launch, including the CLI's in-process
+    runs (whose default would be in-memory), leaves values the UI can re-execute from.
+    """
+    return dg.Definitions(
+        resources={RESOURCE_KEY: irt_database(), "io_manager": dg.FilesystemIOManager()}
+    )
 

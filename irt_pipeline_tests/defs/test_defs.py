@@ -1,0 +1,65 @@
+"""The code location loads: in Python, and through `dg check defs` as CI/deploys would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from irt_pipeline.defs.checks import (
+    CHECK_EM_CONVERGED,
+    CHECK_ITEM_FIT_WITHIN_RANGE,
+    CHECK_PARAMETERS_WITHIN_BOUNDS,
+)
+from irt_pipeline.definitions import defs
+
+REPO = Path(__file__).resolve().parents[2]
+ASSET_NAMES = ["response_matrix", "eligible_items", "item_parameters", "fit_statistics", "supabase_writes"]
+
+
+def test_definitions_are_loadable():
+    d = defs()
+    dg.Definitions.validate_loadable(d)
+    assert {k.to_user_string() for k in d.resolve_all_asset_keys()} == set(ASSET_NAMES)
+
+
+def test_calibration_job_covers_the_chain_and_its_checks():
+    d = defs()
+    job = d.resolve_job_def("calibration_job")
+    assert {h.name for h in job.hook_defs} == {"mark_calibration_failed"}
+    graph = d.resolve_asset_graph()
+    for upstream, downstream in zip(ASSET_NAMES, ASSET_NAMES[1:]):
+        assert dg.AssetKey(upstream) in graph.get(dg.AssetKey(downstream)).parent_keys
+    check_names = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
+    assert check_names == {CHECK_PARAMETERS_WITHIN_BOUNDS, CHECK_ITEM_FIT_WITHIN_RANGE, CHECK_EM_CONVERGED}
+
+
+def test_every_asset_is_partitioned_by_item_bank_and_documented():
+    graph = defs().resolve_asset_graph()
+    for name in ASSET_NAMES:
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def == dg.DynamicPartitionsDefinition(name="item_bank")
+        assert node.group_name == "irt"
+        assert node.owners and node.kinds and node.description
+    pools = {name: graph.get(dg.AssetKey(name)).pools for name in ASSET_NAMES}
+    assert pools["item_parameters"] == pools["fit_statistics"] == pools["supabase_writes"] == {"irt_calibration"}
+    assert not pools["response_matrix"] and not pools["eligible_items"]
+
+
+def test_failure_sensors_are_defined():
+    names = {s.name for s in defs().sensors}
+    assert names == {"calibration_run_failure_sensor", "calibration_run_canceled_sensor"}
+
+
+def test_dg_check_defs_passes(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    env.pop("IRT_DATABASE_URL", None)
+    dg_bin = Path(sys.executable).parent / "dg"
+    proc = subprocess.run(
+        [str(dg_bin), "check", "defs"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All definitions loaded successfully" in proc.stdout + proc.stderr
