@@ -91,35 +91,36 @@ class Bank:
         return {item_uuid(n) for n in self.eligible}
 
 
-STANDARD_EXTRA_PARAMS = [
-    {"item_id": f"item-{k:03d}", "a": a, "b": b, "c": c}
-    for k, (a, b, c) in enumerate(
-        [(1.3, -1.5, 0.15), (0.9, 1.5, 0.2), (1.8, 0.3, 0.1), (1.1, -0.3, 0.25),
-         (0.7, 0.8, 0.1), (1.6, -0.8, 0.2), (1.0, 0.0, 0.05)],
-        start=6,
-    )
-]
+def extra_params(n: int, seed: int = 11) -> list[dict[str, float | str]]:
+    """n more well-behaved 3PL items, item-006 onwards."""
+    rng = np.random.default_rng(seed)
+    return [
+        {"item_id": f"item-{k:03d}", "a": float(a), "b": float(b), "c": float(c)}
+        for k, a, b, c in zip(
+            range(6, 6 + n), rng.uniform(0.7, 1.8, n), rng.normal(0.0, 1.0, n), rng.uniform(0.05, 0.25, n)
+        )
+    ]
 
 
 def load_standard_bank(url: str, bank: str = "bank-a", n_students: int = 400, seed: int = 7) -> Bank:
-    """12 well-behaved 3PL items (the brief's KNOWN_PARAMS + 7) and four items to skip or flag:
+    """19 well-behaved 3PL items (the brief's KNOWN_PARAMS + 14) and four items to skip or flag:
 
     * item-low-001: 42 responses (< 100)              -> insufficient_responses
     * item-unanswered-001: in the bank, no attempts   -> insufficient_responses (0)
     * item-easy-001: every response correct           -> no_variance
-    * item-misfit-001: P(correct) FALLS with ability  -> calibrated, flagged (MNSQ > 1.3)
+    * item-misfit-001: a Guttman step (correct iff theta > 0.2), far steeper than a <= 3 allows
+                                                      -> calibrated, flagged (MNSQ well below 0.7)
     """
     rng = np.random.default_rng(seed)
     theta = rng.normal(0.0, 1.0, n_students)
-    good = list(KNOWN_PARAMS) + STANDARD_EXTRA_PARAMS
-    good_names = [p["item_id"] for p in good]
+    good = list(KNOWN_PARAMS) + extra_params(14)
+    good_names = [str(p["item_id"]) for p in good]
     responses = simulate_3pl(good, theta, seed + 1)
 
     low = simulate_3pl([{"a": 1.0, "b": 0.0, "c": 0.2}], theta, seed + 2)[:, 0]
     low[42:] = np.nan
     easy = np.ones(n_students)
-    p_misfit = 0.95 - 0.9 / (1 + np.exp(-2.5 * theta))
-    misfit = (np.random.default_rng(seed + 3).random(n_students) < p_misfit).astype(float)
+    misfit = (theta > 0.2).astype(float)
 
     names = good_names + ["item-low-001", "item-easy-001", "item-misfit-001"]
     matrix = np.column_stack([responses, low, easy, misfit])
