@@ -1,0 +1,59 @@
+"""Reads of the upstream tables: the items of a bank and their first attempts."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from irt_pipeline.storage._ids import parse_uuid
+
+ATTEMPT_COLUMNS = ("student_id", "item_id", "correct")
+
+# One row per (student, item): the first attempt (earliest attempted_at, ties by id).
+_FIRST_ATTEMPTS = """
+SELECT DISTINCT ON (a.student_id, a.item_id) a.student_id, a.item_id, a.correct::int
+FROM student_attempts a
+JOIN items i ON i.id = a.item_id
+WHERE i.item_bank = %(bank)s {item_filter}
+ORDER BY a.student_id, a.item_id, a.attempted_at, a.id
+"""
+
+
+def read_attempts(
+    conn: psycopg.Connection, item_bank: str, item_ids: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """First attempts of the bank's items (optionally only `item_ids`): student_id, item_id, correct.
+
+    The rows are streamed with COPY ... TO STDOUT as CSV and parsed by pandas' C reader.
+    """
+    params: dict[str, object] = {"bank": item_bank}
+    item_filter = sql.SQL("")
+    if item_ids is not None:
+        params["item_ids"] = [parse_uuid(item_id, "item id") for item_id in item_ids]
+        item_filter = sql.SQL("AND a.item_id = ANY(%(item_ids)s::uuid[])")
+    query = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(
+        sql.SQL(_FIRST_ATTEMPTS).format(item_filter=item_filter)
+    )
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(query, params) as copy:
+        for block in copy:
+            buffer.write(block)
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, header=None, names=list(ATTEMPT_COLUMNS),
+                        dtype={"student_id": str, "item_id": str, "correct": "int8"})
+    return frame.astype({"correct": bool})
+
+
+def bank_items(conn: psycopg.Connection, item_bank: str) -> list[str]:
+    """Every item id of the bank (also those nobody answered), sorted."""
+    rows = conn.execute("SELECT id::text FROM items WHERE item_bank = %s ORDER BY id", (item_bank,))
+    return [item_id for (item_id,) in rows]
+
+
+def item_banks(conn: psycopg.Connection) -> list[str]:
+    """The distinct banks of `items`, sorted."""
+    return [bank for (bank,) in conn.execute("SELECT DISTINCT item_bank FROM items ORDER BY 1")]

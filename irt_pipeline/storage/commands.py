@@ -1,0 +1,65 @@
+"""The storage subcommands of the `irt-pipeline` CLI; each returns the process exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from irt_pipeline.errors import IrtError
+from irt_pipeline.storage.connection import connect
+from irt_pipeline.storage.demo import seed_demo
+from irt_pipeline.storage.embedded import database_url
+from irt_pipeline.storage.migrate import apply_migrations
+from irt_pipeline.storage.parameters import latest_parameters
+
+
+def describe_database(url: str) -> str:
+    """The connection target for humans: user, host or socket folder, port, database; no password."""
+    params = conninfo_to_dict(url)
+    user = params.get("user", "")
+    password = ":***" if params.get("password") else ""
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"postgresql://{user}{password}@{params.get('host', '')}{port}/{params.get('dbname', '')}"
+
+
+def migrate_command() -> int:
+    """Apply the pending migrations and say which ones, and where."""
+    url = database_url()
+    with connect(url) as conn:
+        applied = apply_migrations(conn)
+    print(f"database: {describe_database(url)}")
+    print("applied: " + ", ".join(applied) if applied else "applied: nothing (schema up to date)")
+    return 0
+
+
+def seed_demo_command(*, bank: str, n_items: int, n_students: int, seed: int) -> int:
+    """Migrate if needed, seed the demo bank and print its summary."""
+    url = database_url()
+    try:
+        with connect(url) as conn:
+            apply_migrations(conn)
+            summary = seed_demo(conn, item_bank=bank, n_items=n_items, n_students=n_students, seed=seed)
+    except IrtError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"database: {describe_database(url)}")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def parameters_command(item_id: str) -> int:
+    """Print the item's latest parameters as JSON; ITEM_NOT_FOUND on stderr and 1 without any."""
+    hint = ""
+    try:
+        with connect() as conn:
+            parameters = latest_parameters(conn, item_id)
+    except psycopg.errors.UndefinedTable:
+        parameters, hint = None, " (the database has no calibration tables: run `irt-pipeline migrate`)"
+    if parameters is None:
+        print(f"ITEM_NOT_FOUND: no calibrated parameters for item {item_id}{hint}", file=sys.stderr)
+        return 1
+    print(json.dumps(parameters, indent=2))
+    return 0
