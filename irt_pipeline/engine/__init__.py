@@ -1,0 +1,25 @@
+"""The calibration engine: pure numpy/scipy, no Dagster, no database.
+
+    result = calibrate_3pl(responses)        # 3PL by MML-EM (Bock & Aitkin 1981)
+    fit = item_fit(responses, result)        # infit / outfit mean squares
+    flagged = flag_misfit(fit.infit_mnsq, fit.outfit_mnsq)
+"""
+
+from irt_pipeline.engine.em import calibrate_3pl
+from irt_pipeline.engine.fit import FLAG_LOWER, FLAG_UPPER, flag_misfit, item_fit
+from irt_pipeline.engine.mstep import BRIEF_BOUNDS, Bounds
+from irt_pipeline.engine.priors import DEFAULT_PRIORS, Priors
+from irt_pipeline.engine.result import (
+    STATUS_ALL_CORRECT,
+    STATUS_ALL_INCORRECT,
+    STATUS_NO_RESPONSES,
+    STATUS_OK,
+    CalibrationResult,
+    ItemFit,
+)
+
+__all__ = [
+    "BRIEF_BOUNDS", "Bounds", "CalibrationResult", "DEFAULT_PRIORS", "FLAG_LOWER", "FLAG_UPPER",
+    "ItemFit", "Priors", "STATUS_ALL_CORRECT", "STATUS_ALL_INCORRECT", "STATUS_NO_RESPONSES",
+    "STATUS_OK", "calibrate_3pl", "flag_misfit", "item_fit",
+]

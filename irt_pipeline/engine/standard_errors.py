@@ -1,0 +1,118 @@
+"""Standard errors from the observed information of the marginal likelihood (Louis 1982).
+
+For item j, with s_ij(t) the complete-data score of student i's response to item j at theta = t
+and m_ij = E_post[s_ij] its posterior mean, the item's block of the observed information is
+
+    I_j = E_post[-d2 log f | x] - E_post[s s^T | x] + sum_i m_ij m_ij^T
+        = sum_i m_ij m_ij^T - sum_q (r_jq / P_jq - (n_jq - r_jq) / (1 - P_jq)) d2P_jq
+
+(the two P-dependent terms of the first line cancel to the second; r, n are the expected counts
+of the E-step). With x = 1 the score is dP/P, with x = 0 it is -dP/(1 - P), so
+m_ij = post_i . (dP_j / P_j) or post_i . (-dP_j / (1 - P_j)): a students x nodes by nodes x items
+product, done one block of students at a time. With priors the prior's curvature is added (the
+Bayes-modal posterior information, as BILOG-MG reports). SE = sqrt(diag(I_j^-1)), per item
+block (cross-item terms are left out, the usual practical choice; Baker & Kim 2004, ch. 7).
+
+At an active bound (say c = 0) the SE is that of the unconstrained curvature there. When a block
+is not positive definite (an item without variance, or without responses) the expected (Fisher)
+information plus a ridge of RIDGE is inverted instead, so every SE is finite and positive; such
+items carry a status other than "ok".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irt_pipeline.engine.estep import chunk_log_posterior, log_tables
+from irt_pipeline.engine.model import gradients, second_derivatives
+from irt_pipeline.engine.mstep import score_and_information
+from irt_pipeline.engine.priors import Priors
+from irt_pipeline.engine.responses import ResponseData
+
+# Work-array size per block of the m_ij computation (cells, or cells x nodes when sparse): ~16 MB.
+BLOCK_CELLS = 1 << 21
+# Added to the diagonal of a block that is not positive definite (SE of at most 1/sqrt(RIDGE)).
+RIDGE = 1e-2
+_PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+
+
+def _posterior_mean_scores(post, rows, cols, hit, hit_scores, miss_scores, dense: bool):
+    """m_ij (3 arrays over the observed cells): post_i . score table of item j and outcome."""
+    if dense:  # BLAS: all students x items at once, then pick the observed cells
+        return [np.where(hit, (post @ h.T)[rows, cols], (post @ m.T)[rows, cols])
+                for h, m in zip(hit_scores, miss_scores)]
+    # sparse: gather the posterior row and the item's score row of each observed cell
+    gathered = post[rows]
+    n_items = hit_scores[0].shape[0]
+    table_row = np.where(hit, cols, cols + n_items)
+    return [np.einsum("ij,ij->i", gathered, np.vstack([h, m])[table_row])
+            for h, m in zip(hit_scores, miss_scores)]
+
+
+def _score_outer_products(data: ResponseData, params, nodes, weights):
+    """sum_i m_ij m_ij^T (items x 3 x 3), expected counts r, n and the log-likelihood."""
+    a, b, c = (params[:, k:k + 1] for k in range(3))
+    p, _, da, db, dc = gradients(a, b, c, nodes)
+    hit_scores = [d / p for d in (da, db, dc)]              # items x nodes each
+    miss_scores = [-d / (1.0 - p) for d in (da, db, dc)]
+    log_p, log_q = np.log(p), np.log1p(-p)
+    log_w = np.log(weights)
+    outer = np.zeros((data.n_items, 3, 3))
+    r = np.zeros((data.n_items, nodes.size))
+    n = np.zeros_like(r)
+    total = 0.0
+    if data.is_dense:
+        rows_per_block = max(1, BLOCK_CELLS // data.n_items)
+    else:
+        per_student = max(1.0, data.student_counts.mean())
+        rows_per_block = max(1, int(BLOCK_CELLS / (per_student * nodes.size)))
+    for chunk in data.chunks:
+        log_post, marginal = chunk_log_posterior(chunk, log_p, log_q, log_w)
+        post = np.exp(log_post, out=log_post)
+        total += float(marginal.sum())
+        chunk_r, chunk_n = chunk.counts(post)
+        r += chunk_r
+        n += chunk_n
+        for start in range(0, chunk.n_students, rows_per_block):
+            block = slice(start, start + rows_per_block)
+            rows, cols, hit = chunk.observed_cells(block)
+            means = _posterior_mean_scores(post[block], rows, cols, hit, hit_scores, miss_scores,
+                                           data.is_dense)
+            for k, m in _PAIRS:
+                outer[:, k, m] += np.bincount(cols, means[k] * means[m], minlength=data.n_items)
+    for k, m in _PAIRS:
+        outer[:, m, k] = outer[:, k, m]
+    return outer, r, n, total
+
+
+def observed_information(data: ResponseData, params, nodes, weights, priors: Priors | None):
+    """Per-item 3 x 3 observed information (Louis 1982) and the marginal log-likelihood."""
+    outer, r, n, log_likelihood = _score_outer_products(data, params, nodes, weights)
+    a, b, c = (params[:, k:k + 1] for k in range(3))
+    p = gradients(a, b, c, nodes)[0]
+    resid = r / p - (n - r) / (1.0 - p)
+    second = second_derivatives(a, b, c, nodes)
+    info = outer.copy()
+    for (k, m), d2 in zip(_PAIRS, second):
+        term = (resid * d2).sum(axis=1)
+        info[:, k, m] -= term
+        if k != m:
+            info[:, m, k] -= term
+    if priors is not None:
+        curv = priors.curvature(params[:, 0], params[:, 1], params[:, 2])
+        for k in range(3):
+            info[:, k, k] += curv[k]
+    return info, r, n, log_likelihood
+
+
+def standard_errors(data: ResponseData, params, nodes, weights, priors: Priors | None):
+    """(items x 3 standard errors of a, b, c, marginal log-likelihood) at `params`."""
+    info, r, n, log_likelihood = observed_information(data, params, nodes, weights, priors)
+    eigen = np.linalg.eigvalsh(info)
+    singular = ~(eigen[:, 0] > 1e-8 * np.maximum(eigen[:, -1], 1e-300))
+    if singular.any():
+        _, fisher = score_and_information(params[singular], r[singular], n[singular], nodes, priors)
+        info[singular] = fisher + RIDGE * np.eye(3)
+    covariance = np.linalg.inv(info)
+    ses = np.sqrt(np.diagonal(covariance, axis1=1, axis2=2))
+    return ses, log_likelihood
