@@ -36,7 +36,10 @@ class IrtDatabase(dg.ConfigurableResource):
     )
 
     def resolved_url(self) -> str:
-        return self.url or storage.database_url()
+        url = self.url
+        if isinstance(url, dg.EnvVar):  # used outside a run (e.g. by the CLI): not resolved yet
+            url = url.get_value() or ""
+        return url or storage.database_url()
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
