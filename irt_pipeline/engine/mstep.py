@@ -51,6 +51,8 @@ HALVINGS = 10
 ROUNDING = 1e-13
 # Nodes whose expected responses (over all items) are below this share of the total are dropped.
 NODE_MASS_FLOOR = 1e-12
+# Items x nodes cells per M-step block (about 16 MB per work array).
+BLOCK_CELLS = 1 << 21
 
 
 def objective(params: np.ndarray, r, n, nodes, priors: Priors | None) -> np.ndarray:
@@ -116,9 +118,22 @@ def projected_step(params, grad, info, bounds: Bounds) -> np.ndarray:
 
 def maximise(params, r, n, nodes, priors: Priors | None, bounds: Bounds, steps: int = 2,
              tolerance: float = 1e-8) -> np.ndarray:
-    """Up to `steps` projected Fisher-scoring steps on every item; returns new items x 3."""
+    """Up to `steps` projected Fisher-scoring steps on every item; returns new items x 3.
+
+    Items are processed in blocks of at most BLOCK_CELLS / nodes items, which bounds the
+    work arrays (items x nodes) however many items there are."""
     keep = n.sum(axis=0) > NODE_MASS_FLOOR * max(float(n.sum()), 1e-300)
     r, n, nodes = r[:, keep], n[:, keep], nodes[keep]
+    block = max(1, BLOCK_CELLS // max(nodes.size, 1))
+    out = np.empty_like(params)
+    for start in range(0, params.shape[0], block):
+        items = slice(start, start + block)
+        out[items] = _maximise_block(params[items], r[items], n[items], nodes, priors, bounds,
+                                     steps, tolerance)
+    return out
+
+
+def _maximise_block(params, r, n, nodes, priors, bounds, steps, tolerance):
     lower, upper = bounds.lower(), bounds.upper()
     current = params.copy()
     value = objective(current, r, n, nodes, priors)

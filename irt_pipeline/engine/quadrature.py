@@ -22,7 +22,7 @@ import numpy as np
 
 THETA_LIMIT = 6.0
 MIN_NODES = 41
-MAX_NODES = 401
+MAX_NODES = 241
 # Information per item assumed when bounding the narrowest posterior before any fit (about an
 # item with a = 1.2 near its difficulty); the fitted posteriors are checked afterwards.
 ASSUMED_ITEM_INFORMATION = 0.35

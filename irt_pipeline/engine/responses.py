@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 # At or above this share of observed cells, dense BLAS products beat sparse ones.
 DENSE_DENSITY = 0.25
-# Students per chunk: bounds the chunk x nodes work arrays (e.g. 16384 x 401 doubles = 53 MB).
+# Students per chunk: bounds the chunk x nodes work arrays (e.g. 16384 x 241 doubles = 32 MB).
 CHUNK_STUDENTS = 16384
 
 
@@ -109,7 +109,7 @@ def _indicators_from_dense(responses) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ValueError(
-            f"responses may contain only 1, 0 and NaN; found {values[row, col]!r} "
+            f"responses may contain only 1, 0 and NaN; found {float(values[row, col])} "
             f"at student {row}, item {col} ({int(bad.sum())} invalid cell(s))"
         )
     correct = np.where(observed, values, 0.0)
@@ -122,7 +122,7 @@ def _indicators_from_sparse(responses: sp.spmatrix) -> tuple[sp.csr_matrix, sp.c
     signed.sum_duplicates()
     data = signed.data
     if np.isnan(data).any() or ((data != 1.0) & (data != -1.0)).any():
-        bad = data[np.isnan(data) | ((data != 1.0) & (data != -1.0))][0]
+        bad = float(data[np.isnan(data) | ((data != 1.0) & (data != -1.0))][0])
         raise ValueError(
             "sparse responses must use the signed encoding (+1 correct, -1 incorrect, absent = "
             f"not answered); found stored value {bad!r}"

@@ -36,36 +36,47 @@ RIDGE = 1e-2
 _PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
 
 
-def _posterior_mean_scores(post, rows, cols, hit, hit_scores, miss_scores, dense: bool):
-    """m_ij (3 arrays over the observed cells): post_i . score table of item j and outcome."""
-    if dense:  # BLAS: all students x items at once, then pick the observed cells
-        return [np.where(hit, (post @ h.T)[rows, cols], (post @ m.T)[rows, cols])
-                for h, m in zip(hit_scores, miss_scores)]
-    # sparse: gather the posterior row and the item's score row of each observed cell
+def _score_tables(params: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Complete-data scores at every node: (outcome: hit, miss) x (a, b, c) x items x nodes."""
+    a, b, c = (params[:, k:k + 1] for k in range(3))
+    p, _, da, db, dc = gradients(a, b, c, nodes)
+    derivs = np.stack([da, db, dc])
+    return np.stack([derivs / p, -derivs / (1.0 - p)])
+
+
+def _accumulate(outer: np.ndarray, weights_of, means) -> None:
+    """outer[:, k, m] += sum over students of m_k m_m (upper triangle)."""
+    for k, m in _PAIRS:
+        outer[:, k, m] += weights_of(means[k] * means[m])
+
+
+def _outer_dense(outer, post, correct, wrong, tables) -> None:
+    """Dense block: m_ij = C_ij (post_i . hit_j) + W_ij (post_i . miss_j), by BLAS."""
+    wrong = 1.0 - correct if wrong is None else wrong
+    means = [correct * (post @ tables[0, k].T) + wrong * (post @ tables[1, k].T) for k in range(3)]
+    _accumulate(outer, lambda x: x.sum(axis=0), means)
+
+
+def _outer_sparse(outer, post, rows, cols, hit, tables) -> None:
+    """Sparse block: gather each observed cell's posterior row and its item's score row."""
     gathered = post[rows]
-    n_items = hit_scores[0].shape[0]
-    table_row = np.where(hit, cols, cols + n_items)
-    return [np.einsum("ij,ij->i", gathered, np.vstack([h, m])[table_row])
-            for h, m in zip(hit_scores, miss_scores)]
+    means = [np.einsum("ij,ij->i", gathered, np.where(hit[:, None], tables[0, k][cols], tables[1, k][cols]))
+             for k in range(3)]
+    _accumulate(outer, lambda x: np.bincount(cols, x, minlength=outer.shape[0]), means)
 
 
 def _score_outer_products(data: ResponseData, params, nodes, weights):
-    """sum_i m_ij m_ij^T (items x 3 x 3), expected counts r, n and the log-likelihood."""
-    a, b, c = (params[:, k:k + 1] for k in range(3))
-    p, _, da, db, dc = gradients(a, b, c, nodes)
-    hit_scores = [d / p for d in (da, db, dc)]              # items x nodes each
-    miss_scores = [-d / (1.0 - p) for d in (da, db, dc)]
-    log_p, log_q = np.log(p), np.log1p(-p)
+    """sum_i m_ij m_ij^T (items x 3 x 3), expected counts r, n and the log-likelihood.
+
+    Work is split into blocks of items (score tables of BLOCK_CELLS cells) and of students
+    (posterior-by-table products of about BLOCK_CELLS cells), so memory stays bounded."""
+    log_p, log_q = log_tables(*params.T, nodes)
     log_w = np.log(weights)
     outer = np.zeros((data.n_items, 3, 3))
     r = np.zeros((data.n_items, nodes.size))
     n = np.zeros_like(r)
     total = 0.0
-    if data.is_dense:
-        rows_per_block = max(1, BLOCK_CELLS // data.n_items)
-    else:
-        per_student = max(1.0, data.student_counts.mean())
-        rows_per_block = max(1, int(BLOCK_CELLS / (per_student * nodes.size)))
+    items_per_block = max(1, BLOCK_CELLS // (6 * nodes.size))
     for chunk in data.chunks:
         log_post, marginal = chunk_log_posterior(chunk, log_p, log_q, log_w)
         post = np.exp(log_post, out=log_post)
@@ -73,13 +84,27 @@ def _score_outer_products(data: ResponseData, params, nodes, weights):
         chunk_r, chunk_n = chunk.counts(post)
         r += chunk_r
         n += chunk_n
-        for start in range(0, chunk.n_students, rows_per_block):
-            block = slice(start, start + rows_per_block)
-            rows, cols, hit = chunk.observed_cells(block)
-            means = _posterior_mean_scores(post[block], rows, cols, hit, hit_scores, miss_scores,
-                                           data.is_dense)
-            for k, m in _PAIRS:
-                outer[:, k, m] += np.bincount(cols, means[k] * means[m], minlength=data.n_items)
+        if not data.is_dense:
+            rows, cols, hit = chunk.observed_cells()
+            order = np.argsort(cols, kind="stable")
+            rows, cols, hit = rows[order], cols[order], hit[order]
+        for first in range(0, data.n_items, items_per_block):
+            items = slice(first, min(first + items_per_block, data.n_items))
+            tables = _score_tables(params[items], nodes)
+            block_outer = outer[items]
+            if data.is_dense:
+                step = max(1, BLOCK_CELLS // (items.stop - items.start))
+                for s0 in range(0, chunk.n_students, step):
+                    students = slice(s0, s0 + step)
+                    wrong = None if chunk.wrong is None else chunk.wrong[students, items]
+                    _outer_dense(block_outer, post[students], chunk.correct[students, items], wrong, tables)
+            else:
+                lo, hi = np.searchsorted(cols, [items.start, items.stop])
+                step = max(1, BLOCK_CELLS // nodes.size)
+                for c0 in range(lo, hi, step):
+                    cells = slice(c0, min(c0 + step, hi))
+                    _outer_sparse(block_outer, post, rows[cells], cols[cells] - items.start,
+                                  hit[cells], tables)
     for k, m in _PAIRS:
         outer[:, m, k] = outer[:, k, m]
     return outer, r, n, total

@@ -1,0 +1,72 @@
+"""Infit and outfit mean squares, and the 0.7-1.3 flag."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irt_pipeline.engine import calibrate_3pl, flag_misfit, item_fit
+from irt_pipeline_tests.engine.simulate import dense
+
+
+def _bank_with_misfits():
+    """40 model items plus two the bounded 3PL cannot follow: a Guttman item (correct exactly
+    when theta > 0.2) and one far steeper than a = 3 allows. Both are too predictable, so their
+    mean squares fall below 0.7.
+
+    Note what mean squares cannot see under the 3PL: an item reversed in theta, or answered at
+    random, gets a flat fitted curve at its proportion correct, and a flat curve gives mean
+    squares of 1 (for P = 0.5, (x - P)^2 / (P (1 - P)) = 1 for every response).
+    """
+    rng = np.random.default_rng(41)
+    a, b, c = rng.uniform(0.8, 2, 40), rng.normal(0, 1, 40), rng.uniform(0.1, 0.25, 40)
+    sim = dense(a, b, c, 1500, seed=42)
+    guttman = (sim.theta > 0.2).astype(float)
+    steep = (rng.random(1500) < 1 / (1 + np.exp(-10 * (sim.theta + 0.5)))).astype(float)
+    return np.column_stack([sim.responses, guttman, steep])
+
+
+def test_model_items_fit_and_misfits_are_flagged():
+    responses = _bank_with_misfits()
+    result = calibrate_3pl(responses)
+    fit = item_fit(responses, result)
+    model_items = slice(0, 40)
+    assert 0.9 < np.mean(fit.infit_mnsq[model_items]) < 1.1
+    assert 0.85 < np.mean(fit.outfit_mnsq[model_items]) < 1.15
+    flagged = fit.flagged()
+    assert flagged[40] and flagged[41]
+    assert flagged[model_items].sum() <= 2
+    assert fit.outfit_mnsq[40] < 0.7 and fit.outfit_mnsq[41] < 0.7
+
+
+def test_fit_formulas_on_a_hand_computed_case():
+    """Infit = sum sq resid / sum variance, outfit = mean standardised sq resid, at the EAP."""
+    responses = _bank_with_misfits()[:300, :6]
+    result = calibrate_3pl(responses)
+    fit = item_fit(responses, result)
+    from irt_pipeline.engine.estep import posterior_moments
+    from irt_pipeline.engine.responses import prepare_responses
+
+    eap, _ = posterior_moments(prepare_responses(responses), result.a, result.b, result.c,
+                               result.nodes, result.weights)
+    p = result.c + (1 - result.c) / (1 + np.exp(-result.a * (eap[:, None] - result.b)))
+    resid2, var = (responses - p) ** 2, p * (1 - p)
+    np.testing.assert_allclose(fit.infit_mnsq, resid2.sum(0) / var.sum(0), rtol=1e-9)
+    np.testing.assert_allclose(fit.outfit_mnsq, (resid2 / var).mean(0), rtol=1e-9)
+
+
+def test_flag_boundaries_are_inclusive():
+    infit = np.array([0.7, 1.3, 0.69, 1.31, 1.0, 1.0, np.nan])
+    outfit = np.array([1.0, 1.0, 1.0, 1.0, 0.5, 1.6, np.nan])
+    assert list(flag_misfit(infit, outfit)) == [False, False, True, True, True, True, False]
+    assert list(flag_misfit(infit, outfit, lower=0.4, upper=1.7)) == [False] * 7
+
+
+def test_missing_cells_do_not_enter_the_fit():
+    responses = _bank_with_misfits()[:, :10].copy()
+    result = calibrate_3pl(responses)
+    holes = responses.copy()
+    holes[:500, 3] = np.nan
+    fit_full, fit_holes = item_fit(responses, result), item_fit(holes, result)
+    assert fit_holes.response_counts[3] == 1000
+    assert fit_full.response_counts[3] == 1500
+    assert fit_holes.outfit_mnsq[3] != fit_full.outfit_mnsq[3]
