@@ -1,0 +1,91 @@
+"""The demo bank: deterministic, sparse, with misfits and retakes, replaced on re-seeding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from irt_pipeline import storage
+from irt_pipeline.errors import ValidationError
+from irt_pipeline.storage.demo_simulation import simulate_bank
+from irt_pipeline_tests.storage.helpers import add_items
+
+pytestmark = pytest.mark.db
+
+SMALL = {"n_items": 300, "n_students": 1500, "seed": 7}
+TINY = {"n_items": 80, "n_students": 200, "seed": 7}
+
+
+def fingerprint(conn, bank: str) -> tuple:
+    return conn.execute(
+        "SELECT count(*), md5(string_agg(a.student_id::text || a.item_id::text || a.correct::text"
+        " || a.attempted_at::text || a.exam_import_id::text, ',' ORDER BY a.student_id, a.item_id, a.attempted_at))"
+        " FROM student_attempts a JOIN items i ON i.id = a.item_id WHERE i.item_bank = %s", (bank,)).fetchone()
+
+
+def test_seed_demo_is_plausible_and_matches_its_summary(conn):
+    summary = storage.seed_demo(conn, item_bank="demo", **SMALL)
+    assert summary == {
+        "item_bank": "demo", "items": 300, "students": summary["students"], "attempts": summary["attempts"],
+        "repeated_attempts": 3, "exam_imports": 6, "low_exposure_items": summary["low_exposure_items"],
+        "misfitting_items": 2,
+    }
+    assert 1400 <= summary["students"] <= 1500
+    assert conn.execute("SELECT count(*) FROM items WHERE item_bank = 'demo'").fetchone() == (300,)
+    assert conn.execute("SELECT count(*), count(DISTINCT student_id), count(DISTINCT exam_import_id)"
+                        " FROM student_attempts").fetchone() == (summary["attempts"], summary["students"], 6)
+
+    # Sparse: about 100 of 300 items per student, so well under half the cells are observed.
+    first = storage.read_attempts(conn, "demo")
+    assert len(first) == summary["attempts"] - summary["repeated_attempts"]
+    assert 0.2 < len(first) / (300 * summary["students"]) < 0.45
+    counts = first.groupby("item_id").size().reindex(storage.bank_items(conn, "demo"), fill_value=0)
+    assert (counts < 100).sum() == summary["low_exposure_items"]
+    assert 15 <= summary["low_exposure_items"] <= 40 and counts.min() < 20 and counts.median() > 300
+
+    # Retakes: a later attempt with the opposite result, which read_attempts ignores.
+    retakes = conn.execute(
+        "SELECT bool_and(f.correct <> l.correct AND l.attempted_at > f.attempted_at), count(*)"
+        " FROM student_attempts f JOIN student_attempts l"
+        " ON (l.student_id, l.item_id) = (f.student_id, f.item_id) AND l.id > f.id").fetchone()
+    assert retakes == (True, 3)
+
+    truth = conn.execute("SELECT count(*), count(*) FILTER (WHERE misfit), min(c), max(c),"
+                         " min(a) FILTER (WHERE NOT misfit) FROM demo_item_truth WHERE item_bank = 'demo'").fetchone()
+    assert truth[:2] == (300, 2)
+    assert 0 <= truth[2] and truth[3] <= 0.35 and truth[4] >= 0.3
+
+
+def test_seed_demo_is_deterministic_and_reseeding_replaces(conn):
+    summary = storage.seed_demo(conn, item_bank="demo", **TINY)
+    once = fingerprint(conn, "demo")
+    assert once[0] == summary["attempts"]
+    assert storage.seed_demo(conn, item_bank="demo", **TINY) == summary
+    assert fingerprint(conn, "demo") == once
+    storage.seed_demo(conn, item_bank="demo", **{**TINY, "seed": 8})
+    assert fingerprint(conn, "demo") != once
+    storage.seed_demo(conn, item_bank="other", **{**TINY, "n_items": 50})
+    assert conn.execute("SELECT item_bank, count(*) FROM items GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("demo", 80), ("other", 50)]
+    assert conn.execute("SELECT count(*) FROM demo_item_truth").fetchone() == (130,)
+
+
+def test_seed_demo_refuses_a_bank_with_real_items(conn):
+    add_items(conn, "default", 1)
+    with pytest.raises(ValidationError, match="'default' holds 1 item"):
+        storage.seed_demo(conn, item_bank="default", **TINY)
+    assert conn.execute("SELECT count(*) FROM items").fetchone() == (1,)
+
+
+def test_simulation_misfits_do_not_rise_with_ability():
+    bank = simulate_bank(n_items=400, n_students=3000, seed=11)
+    first = slice(0, bank.item.size - bank.n_repeats)
+    theta = bank.theta[bank.student[first]]
+    correct, item = bank.correct[first], bank.item[first]
+    rises = np.array([np.corrcoef(theta[item == j], correct[item == j])[0, 1] for j in range(400)
+                      if (item == j).sum() >= 200 and 0 < correct[item == j].mean() < 1])
+    misfit_ids = np.flatnonzero(bank.misfit)
+    misfit_corr = [np.corrcoef(theta[item == j], correct[item == j])[0, 1] for j in misfit_ids]
+    assert np.median(rises) > 0.25
+    assert max(misfit_corr) < 0.1 and min(misfit_corr) < -0.2
+    assert np.array_equal(simulate_bank(400, 3000, 11).correct, bank.correct)

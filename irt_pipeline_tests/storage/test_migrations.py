@@ -1,0 +1,206 @@
+"""Migrations: idempotent, safe concurrently, Supabase-compatible, the brief's schema exactly."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import psycopg
+import pytest
+
+from irt_pipeline import storage
+from irt_pipeline.storage.migrate import migration_files
+from irt_pipeline_tests.storage.helpers import add_items, parameter_frame, publish
+
+pytestmark = pytest.mark.db
+
+MIGRATIONS = ["0001_supabase_compat.sql", "0002_upstream_tables.sql", "0003_irt_calibration.sql"]
+
+
+def test_migration_files_are_ordered_sql():
+    assert [name for name, _ in migration_files()] == MIGRATIONS
+
+
+def test_second_apply_applies_nothing(conn):
+    assert storage.apply_migrations(conn) == []
+    assert [r[0] for r in conn.execute("SELECT name FROM irt_schema_migrations ORDER BY name")] == MIGRATIONS
+
+
+def test_applies_where_supabase_and_the_exam_import_already_are(empty_database_url):
+    """Existing items, student_attempts and auth.role() are used as they are, never replaced."""
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("""
+            CREATE SCHEMA auth;
+            CREATE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $$ SELECT 'supabase-owned' $$;
+            CREATE TABLE items (id UUID PRIMARY KEY, item_bank TEXT NOT NULL DEFAULT 'default',
+                                created_at TIMESTAMPTZ NOT NULL DEFAULT now(), stem TEXT);
+            CREATE TABLE student_attempts (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                student_id UUID NOT NULL, item_id UUID NOT NULL REFERENCES items(id),
+                correct BOOLEAN NOT NULL, attempted_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                exam_import_id UUID NULL, source TEXT);
+        """)
+        assert storage.apply_migrations(conn) == MIGRATIONS
+        assert conn.execute("SELECT auth.role()").fetchone() == ("supabase-owned",)
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'")}
+        assert "stem" in columns
+        assert storage.apply_migrations(conn) == []
+
+
+def test_concurrent_applies_migrate_once(empty_database_url):
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def migrate() -> None:
+        try:
+            with psycopg.connect(empty_database_url) as conn:
+                barrier.wait()
+                results.append(storage.apply_migrations(conn))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(results, key=len) == [[], [], MIGRATIONS]
+
+
+def test_supabase_roles_exist_with_schema_usage(conn):
+    roles = {r[0] for r in conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role')")}
+    assert roles == {"anon", "authenticated", "service_role"}
+    for role in roles:
+        for schema in ("public", "auth"):
+            assert conn.execute("SELECT has_schema_privilege(%s, %s, 'USAGE')", (role, schema)).fetchone()[0]
+
+
+def test_auth_role_reads_both_jwt_settings(conn):
+    def role(**settings: str) -> str | None:
+        with conn.transaction():
+            for name, value in settings.items():
+                conn.execute("SELECT set_config(%s, %s, true)", (name.replace("_", "."), value))
+            return conn.execute("SELECT auth.role()").fetchone()[0]
+
+    assert role() is None
+    assert role(request_jwt_claim_role="service_role") == "service_role"
+    assert role(request_jwt_claims=json.dumps({"role": "authenticated", "sub": "x"})) == "authenticated"
+    # The old single-claim setting wins, as in Supabase's definition.
+    assert role(request_jwt_claim_role="anon", request_jwt_claims='{"role": "service_role"}') == "anon"
+
+
+BRIEF_RUN_COLUMNS = {
+    "id": ("uuid", "NO", "gen_random_uuid()"),
+    "started_at": ("timestamp with time zone", "NO", "now()"),
+    "completed_at": ("timestamp with time zone", "YES", None),
+    "status": ("text", "NO", "'running'::text"),
+    "items_calibrated": ("integer", "NO", "0"),
+    "items_skipped": ("integer", "NO", "0"),
+    "items_flagged": ("integer", "NO", "0"),
+    "convergence_achieved": ("boolean", "NO", "false"),
+    "iterations_used": ("integer", "NO", "0"),
+    "elapsed_seconds": ("double precision", "NO", "0"),
+    "config": ("jsonb", "NO", None),
+    "created_at": ("timestamp with time zone", "NO", "now()"),
+    # additions of this project
+    "item_bank": ("text", "NO", "'default'::text"),
+    "dagster_run_id": ("text", "YES", None),
+    "error": ("text", "YES", None),
+}
+BRIEF_PARAMETER_COLUMNS = {
+    "id": ("uuid", "NO", "gen_random_uuid()"),
+    "item_id": ("uuid", "NO", None),
+    "calibration_run_id": ("uuid", "NO", None),
+    **{name: ("double precision", "NO", None)
+       for name in ("a", "b", "c", "a_se", "b_se", "c_se", "infit_mnsq", "outfit_mnsq")},
+    "is_flagged": ("boolean", "NO", "false"),
+    "response_count": ("integer", "NO", None),
+    "calibrated_at": ("timestamp with time zone", "NO", "now()"),
+    "created_at": ("timestamp with time zone", "NO", "now()"),
+}
+
+
+@pytest.mark.parametrize("table, expected", [
+    ("irt_calibration_runs", BRIEF_RUN_COLUMNS),
+    ("irt_item_parameters", BRIEF_PARAMETER_COLUMNS),
+])
+def test_tables_have_the_brief_columns(conn, table, expected):
+    rows = conn.execute(
+        "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = %s", (table,)).fetchall()
+    assert {name: (kind, nullable, default) for name, kind, nullable, default in rows} == expected
+
+
+def test_indexes_constraints_and_rls(conn):
+    indexes = dict(conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN"
+        " ('irt_item_parameters', 'irt_calibration_runs')").fetchall())
+    assert "UNIQUE INDEX idx_irt_params_item_run ON public.irt_item_parameters USING btree (item_id, calibration_run_id)" \
+        in indexes["idx_irt_params_item_run"]
+    assert "WHERE (is_flagged = true)" in indexes["idx_irt_params_flagged"]
+    assert "(item_id, calibrated_at DESC)" in indexes["idx_irt_params_item_calibrated"]
+    assert {"idx_irt_params_item_id", "idx_irt_params_calibration_run", "idx_irt_runs_status"} <= set(indexes)
+    assert indexes["idx_irt_runs_one_running_per_bank"].endswith(
+        "USING btree (item_bank) WHERE (status = 'running'::text)")
+    assert "UNIQUE" in indexes["idx_irt_runs_one_running_per_bank"]
+
+    checks = [r[0] for r in conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'irt_calibration_runs'::regclass"
+        " AND contype = 'c'")]
+    assert checks == ["CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))"]
+    cascades = {r[0] for r in conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'irt_item_parameters'::regclass"
+        " AND contype = 'f'")}
+    assert cascades == {"FOREIGN KEY (item_id) REFERENCES items(id) ON DELETE CASCADE",
+                        "FOREIGN KEY (calibration_run_id) REFERENCES irt_calibration_runs(id) ON DELETE CASCADE"}
+
+    rls = dict(conn.execute(
+        "SELECT relname, relrowsecurity FROM pg_class WHERE relname IN"
+        " ('irt_calibration_runs', 'irt_item_parameters', 'irt_schema_migrations')").fetchall())
+    assert rls == {"irt_calibration_runs": True, "irt_item_parameters": True, "irt_schema_migrations": True}
+    policies = conn.execute("SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies"
+                            " ORDER BY tablename").fetchall()
+    assert [(t, p, cmd) for t, p, cmd, _, _ in policies] == [
+        ("irt_calibration_runs", "Service role full access on irt_calibration_runs", "ALL"),
+        ("irt_item_parameters", "Service role full access on irt_item_parameters", "ALL"),
+    ]
+    assert all(q == w == "(auth.role() = 'service_role'::text)" for _, _, _, q, w in policies)
+
+
+def test_view_is_security_invoker_and_granted_to_service_role_only(conn):
+    options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'irt_item_parameters_latest'").fetchone()
+    assert options == (["security_invoker=true"],)
+    for relation in ("irt_calibration_runs", "irt_item_parameters", "irt_item_parameters_latest"):
+        privilege = "SELECT" if relation.endswith("latest") else "INSERT"
+        grants = conn.execute(
+            "SELECT has_table_privilege('service_role', %(r)s, %(p)s), has_table_privilege('anon', %(r)s, %(p)s),"
+            " has_table_privilege('authenticated', %(r)s, %(p)s)", {"r": relation, "p": privilege}).fetchone()
+        assert grants == (True, False, False)
+
+
+def test_rls_shows_rows_only_to_the_service_role_claim(conn):
+    """As Supabase's `authenticated` role (even with table grants, as Supabase's defaults give),
+    neither the tables nor the security-invoker view show a row unless the JWT role is service_role."""
+    items = add_items(conn, "bank-rls", 2)
+    run_id = storage.start_run(conn, item_bank="bank-rls", config={"model": "3pl"}, dagster_run_id=None)
+    publish(conn, run_id, parameter_frame(items))
+
+    def visible(claims: str | None) -> tuple[int, int, int]:
+        with conn.transaction():  # rolled back: the grant and the role switch do not outlive it
+            conn.execute("GRANT SELECT ON irt_calibration_runs, irt_item_parameters,"
+                         " irt_item_parameters_latest TO authenticated")
+            conn.execute("SET LOCAL ROLE authenticated")
+            if claims:
+                conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (claims,))
+            counts = conn.execute(
+                "SELECT (SELECT count(*) FROM irt_calibration_runs), (SELECT count(*) FROM irt_item_parameters),"
+                " (SELECT count(*) FROM irt_item_parameters_latest)").fetchone()
+            raise psycopg.Rollback()
+        return counts
+
+    assert visible(None) == (0, 0, 0)
+    assert visible('{"role": "authenticated"}') == (0, 0, 0)
+    assert visible('{"role": "service_role"}') == (1, 2, 2)
