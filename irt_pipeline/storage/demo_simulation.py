@@ -5,8 +5,11 @@ P(correct | theta) = c + (1 - c) / (1 + exp(-a (theta - b))), theta ~ N(0, 1).
 * a ~ lognormal around 1.1, b ~ N(0, 1), c ~ Beta(4, 16) (mean 0.2) clipped to [0, 0.35].
 * Sparse and uneven exposure: each student sees a random form of 60-140 items; about 7% of
   the items are rarely used (20-95 expected responses) and about 0.5% almost never (2-8).
-* About 0.8% of the well-exposed items MISFIT: half answered 50/50 whatever theta (stored as
-  a = 0, b = 0, c = 0), half reversed, the able failing more often (stored with a < 0).
+* About 0.8% of the well-exposed items MISFIT: a deterministic step (Guttman item, a = 40,
+  c = 0), far steeper than the a <= 3 the calibration allows, so their infit/outfit mean squares
+  fall well below 0.7 (overfit; measured with the project's engine: infit ~0.5, outfit ~0.2).
+  Items answered 50/50 whatever theta, or reversed ones, were tried first: the 3PL absorbs
+  them as nearly flat curves and their mean squares stay near 1.0, so they are not flagged.
 * A few repeated attempts: a student answers an item again a week later, with the opposite
   result; only the first attempt counts.
 """
@@ -20,7 +23,7 @@ import numpy as np
 FORM_LENGTH = (60, 140)          # items a student sees (inclusive range)
 LOW_EXPOSURE_SHARE, LOW_EXPOSURE_RESPONSES = 0.07, (20, 95)
 RARE_SHARE, RARE_RESPONSES = 0.005, (2, 8)
-MISFIT_SHARE = 0.008
+MISFIT_SHARE, MISFIT_A, MISFIT_B = 0.008, 40.0, (-1.5, 1.5)
 REPEATS_PER_1000_STUDENTS = 2
 N_EXAM_IMPORTS = 6
 _STUDENT_CHUNK = 1024            # students simulated at once (bounds memory to chunk x items)
@@ -71,10 +74,7 @@ def simulate_bank(n_items: int, n_students: int, seed: int) -> DemoBank:
 
     misfit = np.zeros(n_items, dtype=bool)
     misfit[misfit_items] = True
-    reversed_items = misfit_items[1::2]
-    random_items = misfit_items[::2]
-    a[reversed_items] = -a[reversed_items]
-    a[random_items], b[random_items], c[random_items] = 0.0, 0.0, 0.0
+    a[misfit], b[misfit], c[misfit] = MISFIT_A, rng.uniform(*MISFIT_B, n_misfit), 0.0
 
     student, item, correct = [], [], []
     for start in range(0, n_students, _STUDENT_CHUNK):

@@ -54,6 +54,7 @@ def test_seed_demo_is_plausible_and_matches_its_summary(conn):
                          " min(a) FILTER (WHERE NOT misfit) FROM demo_item_truth WHERE item_bank = 'demo'").fetchone()
     assert truth[:2] == (300, 2)
     assert 0 <= truth[2] and truth[3] <= 0.35 and truth[4] >= 0.3
+    assert conn.execute("SELECT bool_and(a = 40 AND c = 0) FROM demo_item_truth WHERE misfit").fetchone() == (True,)
 
 
 def test_seed_demo_is_deterministic_and_reseeding_replaces(conn):
@@ -77,15 +78,18 @@ def test_seed_demo_refuses_a_bank_with_real_items(conn):
     assert conn.execute("SELECT count(*) FROM items").fetchone() == (1,)
 
 
-def test_simulation_misfits_do_not_rise_with_ability():
+def test_simulation_follows_the_3pl_and_misfits_are_steps():
     bank = simulate_bank(n_items=400, n_students=3000, seed=11)
-    first = slice(0, bank.item.size - bank.n_repeats)
-    theta = bank.theta[bank.student[first]]
-    correct, item = bank.correct[first], bank.item[first]
-    rises = np.array([np.corrcoef(theta[item == j], correct[item == j])[0, 1] for j in range(400)
-                      if (item == j).sum() >= 200 and 0 < correct[item == j].mean() < 1])
-    misfit_ids = np.flatnonzero(bank.misfit)
-    misfit_corr = [np.corrcoef(theta[item == j], correct[item == j])[0, 1] for j in misfit_ids]
-    assert np.median(rises) > 0.25
-    assert max(misfit_corr) < 0.1 and min(misfit_corr) < -0.2
     assert np.array_equal(simulate_bank(400, 3000, 11).correct, bank.correct)
+    first = slice(0, bank.item.size - bank.n_repeats)
+    theta, item, correct = bank.theta[bank.student[first]], bank.item[first], bank.correct[first]
+    p = bank.c[item] + (1 - bank.c[item]) / (1 + np.exp(-bank.a[item] * (theta - bank.b[item])))
+    # Observed vs expected correct answers per decile of P: the data follow the stated model.
+    deciles = np.minimum((p * 10).astype(int), 9)
+    observed = np.bincount(deciles, correct) / np.bincount(deciles)
+    expected = np.bincount(deciles, p) / np.bincount(deciles)
+    assert np.abs(observed - expected).max() < 0.02
+    # Misfits are deterministic steps: right above b, wrong below (nearly always).
+    step = bank.misfit[item]
+    assert step.sum() > 1000
+    assert np.mean(correct[step] == (theta[step] > bank.b[item][step])) > 0.97
