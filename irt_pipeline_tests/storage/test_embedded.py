@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,29 +56,34 @@ def probe_concurrently(home: Path, n: int) -> list[list[str]]:
 def stop_server(pgdata: Path) -> None:
     """Fast shutdown of the server this test started, by its PID; waits until it is down."""
     pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
+    try:
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+    except (FileNotFoundError, ProcessLookupError):
         return
-    os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
     deadline = time.monotonic() + 20
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
 @pytest.mark.db
-def test_concurrent_processes_share_one_embedded_server(tmp_path):
-    pgdata = tmp_path / ".irt" / "pgdata"
+def test_concurrent_processes_share_one_embedded_server():
+    # Not pytest's tmp_path: a pytest session starting meanwhile makes its root private again,
+    # and the server runs as the "pgserver" OS user when we are root.
+    home = Path(tempfile.mkdtemp(prefix="irt-test-home-"))
+    pgdata = home / ".irt" / "pgdata"
     try:
-        results = probe_concurrently(tmp_path, 3)
+        results = probe_concurrently(home, 3)
         assert len({tuple(r) for r in results}) == 1          # same URL, same server start
         assert Path(results[0][2]) == pgdata.resolve()
 
         # It outlives the processes that started it: a later process reuses it.
-        assert probe_concurrently(tmp_path, 1)[0] == results[0]
+        assert probe_concurrently(home, 1)[0] == results[0]
 
         # A stale postmaster.pid naming a live process that is not postgres does not fool it.
         stop_server(pgdata)
         (pgdata / "postmaster.pid").write_text(f"{os.getpid()}\n{pgdata}\n0\n5432\n{pgdata}\n\n  1 1\nready\n")
-        restarted = probe_concurrently(tmp_path, 2)
+        restarted = probe_concurrently(home, 2)
         assert restarted[0] == restarted[1] and restarted[0][1] != results[0][1]
     finally:
         stop_server(pgdata)
+        shutil.rmtree(home, ignore_errors=True)
