@@ -9,8 +9,11 @@ database tests a second time against the system PostgreSQL this way). Each test 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """Connection URL of a PostgreSQL server on which tests may create databases."""
     url = os.environ.get("IRT_TEST_DATABASE_URL")
     if url:
@@ -27,11 +30,16 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    # Not under pytest's basetemp: every pytest session that starts makes /tmp/pytest-of-<user>
+    # private again (chmod go-rwx), and the server runs as another OS user when we are root
+    # (pgserver's "pgserver" user), so a concurrent session could cut initdb off its folder.
+    folder = Path(tempfile.mkdtemp(prefix="irt-test-pg-"))
+    server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
