@@ -15,6 +15,7 @@ largest absolute change of any a, b or c in one EM iteration is below `convergen
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -170,6 +171,7 @@ def calibrate_3pl(
     Raises ValueError naming the problem for invalid responses or options.
     """
     _validate_options(max_iterations, convergence_threshold, priors, n_quadrature)
+    started = time.perf_counter()
     data = prepare_responses(responses)
     status = item_statuses(data)
     estimable = np.flatnonzero(status != STATUS_NO_RESPONSES)
@@ -197,6 +199,7 @@ def calibrate_3pl(
         path.nodes, path.weights = nodes, weights
 
     a, b, c = params.T.copy()
+    fitted = time.perf_counter()
     ses, log_likelihood = standard_errors(data, params, nodes, weights, priors)
     return CalibrationResult(
         a=a, b=b, c=c,
@@ -210,4 +213,6 @@ def calibrate_3pl(
         max_change_trace=np.array(path.change_trace),
         nodes=nodes,
         weights=weights,
+        fit_seconds=fitted - started,
+        se_seconds=time.perf_counter() - fitted,
     )

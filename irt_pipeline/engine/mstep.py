@@ -47,6 +47,8 @@ BRIEF_BOUNDS = Bounds()
 # Largest change of (a, b, c) in one scoring step: keeps early steps from overshooting.
 MAX_STEP = np.array([0.5, 1.0, 0.1])
 HALVINGS = 10
+# Distance from a bound within which a parameter pushed outwards is held there.
+ACTIVE_MARGIN = 1e-4
 # Relative change of an objective that is indistinguishable from rounding.
 ROUNDING = 1e-13
 # Nodes whose expected responses (over all items) are below this share of the total are dropped.
@@ -103,9 +105,14 @@ def score_and_information(params: np.ndarray, r, n, nodes, priors: Priors | None
 
 
 def projected_step(params, grad, info, bounds: Bounds) -> np.ndarray:
-    """Newton direction with variables at an active bound held fixed, capped per parameter."""
+    """Newton direction with variables at an active bound held fixed, capped per parameter.
+
+    A variable within ACTIVE_MARGIN of a bound whose gradient points out of the box counts as
+    active (Bertsekas's epsilon-active set), so a parameter creeping towards a bound is not
+    stepped across it and clipped, which would spoil the ascent of the whole step."""
     lower, upper = bounds.lower(), bounds.upper()
-    held = ((params <= lower) & (grad < 0)) | ((params >= upper) & (grad > 0))
+    held = (((params <= lower + ACTIVE_MARGIN) & (grad < 0))
+            | ((params >= upper - ACTIVE_MARGIN) & (grad > 0)))
     grad = np.where(held, 0.0, grad)
     free = ~held
     system = info * (free[:, :, None] & free[:, None, :])

@@ -35,6 +35,8 @@ class CalibrationResult:
     max_change_trace: np.ndarray      # largest |change| of any a, b, c at each iteration
     nodes: np.ndarray               # quadrature nodes used (theta values)
     weights: np.ndarray             # quadrature weights (sum to 1)
+    fit_seconds: float = 0.0        # wall time of the EM iterations
+    se_seconds: float = 0.0         # wall time of the standard errors (and the final E-step)
 
     @property
     def n_items(self) -> int:
