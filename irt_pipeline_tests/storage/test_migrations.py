@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
+import pgserver
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from irt_pipeline import storage
 from irt_pipeline.storage.migrate import migration_files
@@ -204,3 +210,39 @@ def test_rls_shows_rows_only_to_the_service_role_claim(conn):
     assert visible(None) == (0, 0, 0)
     assert visible('{"role": "authenticated"}') == (0, 0, 0)
     assert visible('{"role": "service_role"}') == (1, 2, 2)
+
+
+def test_databases_migrating_at_once_on_a_fresh_server_share_the_roles():
+    """Roles are global: on a server without them, concurrent migrations of several databases all
+    try to create them; the losers get unique_violation (not duplicate_object) and must go on."""
+    folder = Path(tempfile.mkdtemp(prefix="irt-test-roles-"))  # outside pytest's basetemp, as in conftest
+    server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+    try:
+        base = server.get_uri()
+        names = [f"race_{k}" for k in range(4)]
+        with psycopg.connect(base, autocommit=True) as admin:
+            for name in names:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        barrier = threading.Barrier(len(names))
+        errors: list[BaseException] = []
+
+        def migrate(name: str) -> None:
+            try:
+                with psycopg.connect(make_conninfo(base, dbname=name)) as conn:
+                    barrier.wait()
+                    assert storage.apply_migrations(conn) == MIGRATIONS
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=migrate, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        with psycopg.connect(base, autocommit=True) as admin:
+            assert admin.execute("SELECT count(*) FROM pg_roles WHERE rolname IN"
+                                 " ('anon', 'authenticated', 'service_role')").fetchone() == (3,)
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
