@@ -102,16 +102,15 @@ class _EMPath:
         counts = expected_counts(self.data, a, b, c, self.nodes, self.weights)
         updated = params.copy()
         idx = self.estimable
-        priors = self.priors.centred_on(*params[idx].T) if self.priors is not None else None
         updated[idx] = maximise(params[idx], counts.r[idx], counts.n[idx], self.nodes,
-                                priors, self.bounds)
+                                self.priors, self.bounds)
         change = float(np.max(np.abs(updated - params))) if params.size else 0.0
         self.iterations += 1
         self.ll_trace.append(counts.log_likelihood)
         self.change_trace.append(change)
         if self.progress is not None:
             self.progress(self.iterations, change, counts.log_likelihood)
-        return updated, counts.log_likelihood + _prior_total(params[idx], priors), change
+        return updated, counts.log_likelihood + _prior_total(params[idx], self.priors), change
 
 
 def _run_em(path: _EMPath, params: np.ndarray, max_iterations: int, tol: float, accelerate: bool):

@@ -12,7 +12,7 @@ prior's negative second derivative is added to the information. `priors=None` in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,8 +24,6 @@ class Priors:
     log_a_normal: tuple[float, float] | None = (0.0, 0.5)   # (mean, sd) of log a
     b_normal: tuple[float, float] | None = (0.0, 2.0)       # (mean, sd) of b
     c_beta: tuple[float, float] | None = (5.0, 17.0)        # (alpha, beta) of c
-    float_means: bool = False   # re-centre log a and b priors on the current estimates
-    float_c: bool = False       # re-centre the c prior's mode on the current estimates
 
     def __post_init__(self) -> None:
         for name in ("log_a_normal", "b_normal"):
@@ -34,21 +32,6 @@ class Priors:
                 raise ValueError(f"priors.{name} must be (mean, sd) with sd > 0, got {value!r}")
         if self.c_beta is not None and not (len(self.c_beta) == 2 and min(self.c_beta) >= 1):
             raise ValueError(f"priors.c_beta must be (alpha, beta) with both >= 1, got {self.c_beta!r}")
-
-    def centred_on(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> "Priors":
-        """The priors with floating means moved to the estimates' means (BILOG-MG's FLOAT)."""
-        if not (self.float_means or self.float_c) or a.size == 0:
-            return self
-        changes = {}
-        if self.float_means and self.log_a_normal is not None:
-            changes["log_a_normal"] = (float(np.mean(np.log(a))), self.log_a_normal[1])
-        if self.float_means and self.b_normal is not None:
-            changes["b_normal"] = (float(np.mean(b)), self.b_normal[1])
-        if self.float_c and self.c_beta is not None:
-            strength = sum(self.c_beta) - 2.0
-            mode = float(np.clip(np.mean(c), 0.02, 0.5))
-            changes["c_beta"] = (1.0 + mode * strength, 1.0 + (1.0 - mode) * strength)
-        return replace(self, **changes)
 
     def log_density(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Sum of the active log prior densities per item (constants dropped)."""
