@@ -84,7 +84,9 @@ def eligible_items(
     """Items to calibrate: the item_ids filter (unknown ids skipped as not_in_bank), then at least
     min_responses responses (else insufficient_responses), then both correct and incorrect
     responses (else no_variance). When no item is left the run fails with INSUFFICIENT_DATA and a
-    `failed` audit row is written here, since item_parameters (which starts the row) never runs."""
+    `failed` audit row is written here, since item_parameters (which starts the row) never runs
+    (if the bank has a running calibration, that row cannot be started and the run fails with
+    CALIBRATION_IN_PROGRESS instead)."""
     eligible = select_eligible(response_matrix)
     settings = eligible.settings
     reasons = skipped_reason_counts(eligible.skipped)
@@ -156,6 +158,12 @@ def item_parameters(
         progress=progress,
     )
     seconds = time.perf_counter() - t0
+    trace = result.max_change_trace
+    context.log.info(
+        f"EM stopped after {result.iterations} iterations in {seconds:.2f} s: converged={result.converged}, "
+        f"last max change {float(trace[-1]) if len(trace) else float('nan'):.2e}, "
+        f"log-likelihood {result.log_likelihood:.2f}"
+    )
     if not result.converged:
         context.log.warning(
             f"EM did not converge within {settings.max_iterations} iterations; "

@@ -134,3 +134,13 @@ def test_invalid_parameter_rows_finds_every_problem():
         "neg_c": "c outside [0.0, 0.35]",
         "zero_se": "b_se <= 0",
     }
+
+
+def test_bank_without_attempts_gives_an_empty_matrix_and_no_eligible_item():
+    empty = pd.DataFrame({"student_id": [], "item_id": [], "correct": []})
+    rm = build_response_matrix(empty, ["i1", "i2"], item_bank="b", settings=CalibrationConfig().settings())
+    assert rm.matrix.shape == (0, 2) and rm.n_responses == 0 and rm.density == 0.0
+    eligible = select_eligible(rm)
+    assert eligible.n_items == 0
+    assert [(s.item_id, s.reason, s.response_count) for s in eligible.skipped] == [
+        ("i1", "insufficient_responses", 0), ("i2", "insufficient_responses", 0)]
