@@ -2,9 +2,12 @@
 -- missing, so that the same migrations apply unchanged to Supabase and to plain PostgreSQL
 -- (the embedded development server, CI). Nothing that exists is altered or replaced.
 
--- The API roles of Supabase (its init scripts create them exactly like this). Roles are global
--- to the server: two databases of one server may migrate at the same moment (parallel tests),
--- so a concurrent creation (duplicate_object, or unique_violation on pg_authid) counts as done.
+-- The API roles of Supabase, NOLOGIN NOINHERIT as its init scripts create them. (There,
+-- service_role also has BYPASSRLS; granting that needs a superuser, and this project reaches the
+-- data as the tables' owner, so here service_role gets in through the RLS policies' JWT check.)
+-- Roles are global to the server: two databases of one server may migrate at the same moment
+-- (parallel tests); the loser of that race gets unique_violation on pg_authid (duplicate_object
+-- when the role was already committed), and either means the role exists: carry on.
 DO $$
 DECLARE
   role_name text;
