@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ import dagster as dg
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from irt_pipeline.defs.jobs import JOB_NAME
@@ -156,6 +159,24 @@ def parameter_rows(url: str, run_id: str | None = None) -> list[dict[str, Any]]:
     return query(url, "SELECT * FROM irt_item_parameters WHERE calibration_run_id = %s", [run_id])
 
 
+@pytest.fixture(scope="module")
+def module_database_url(pg_server_url: str) -> Iterator[str]:
+    """Like `database_url`, but one database shared by a module's read-only tests."""
+    from irt_pipeline.storage import apply_migrations
+
+    name = f"irt_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_conninfo(pg_server_url, dbname=name)
+    try:
+        with psycopg.connect(url) as conn:
+            apply_migrations(conn)
+        yield url
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 # -- Dagster ----------------------------------------------------------------------------------
 
 
@@ -168,6 +189,12 @@ def calibration_job() -> dg.JobDefinition:
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def module_instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as inst:
         yield inst
 

@@ -49,10 +49,20 @@ def calibrated(database_url, instance, calibration_job, bank):
     return result
 
 
+@pytest.fixture(scope="module")
+def shared(module_database_url, module_instance, calibration_job):
+    """The same, once per module, for the tests that only read: (database url, bank, result)."""
+    bank = load_standard_bank(module_database_url)
+    result = run_job(calibration_job, module_instance, module_database_url, bank.name, VALID_CALIBRATION_REQUEST)
+    assert result.success, failure_text(result)
+    return module_database_url, bank, result
+
+
 # -- describe POST /api/irt/calibrate ----------------------------------------------------------
 
 
-def test_returns_calibrated_parameters_for_eligible_items(database_url, bank, calibrated):
+def test_returns_calibrated_parameters_for_eligible_items(shared):
+    database_url, bank, calibrated = shared
     assert materialized_keys(calibrated) == ALL_ASSETS
     stats = calibrated.output_for_node("fit_statistics")
     assert isinstance(stats, FitStatistics)
@@ -63,7 +73,8 @@ def test_returns_calibrated_parameters_for_eligible_items(database_url, bank, ca
         assert row.response_count == bank.n_students
 
 
-def test_returns_correct_calibration_run_id(database_url, bank, calibrated):
+def test_returns_correct_calibration_run_id(shared):
+    database_url, bank, calibrated = shared
     (run,) = runs(database_url, bank.name)
     run_id = str(run["id"])
     assert run["dagster_run_id"] == calibrated.run_id
@@ -74,7 +85,8 @@ def test_returns_correct_calibration_run_id(database_url, bank, calibrated):
     assert {str(r["calibration_run_id"]) for r in parameter_rows(database_url)} == {run_id}
 
 
-def test_skips_items_below_min_responses_with_reason(database_url, bank, calibrated):
+def test_skips_items_below_min_responses_with_reason(shared):
+    database_url, bank, calibrated = shared
     eligible = calibrated.output_for_node("eligible_items")
     assert isinstance(eligible, EligibleItems)
     skipped = {s.item_id: (s.reason, s.response_count) for s in eligible.skipped}
@@ -88,7 +100,8 @@ def test_skips_items_below_min_responses_with_reason(database_url, bank, calibra
     assert low not in {str(r["item_id"]) for r in parameter_rows(database_url)}
 
 
-def test_flags_items_with_mnsq_outside_range(database_url, bank, calibrated):
+def test_flags_items_with_mnsq_outside_range(shared):
+    database_url, bank, calibrated = shared
     rows = parameter_rows(database_url)
     by_item = {str(r["item_id"]): r for r in rows}
     assert by_item[item_uuid(bank.misfit)]["is_flagged"] is True
@@ -99,7 +112,8 @@ def test_flags_items_with_mnsq_outside_range(database_url, bank, calibrated):
     assert run["items_flagged"] == sum(r["is_flagged"] for r in rows) >= 1
 
 
-def test_stores_parameters_in_irt_item_parameters(database_url, bank, calibrated):
+def test_stores_parameters_in_irt_item_parameters(shared):
+    database_url, bank, calibrated = shared
     rows = parameter_rows(database_url)
     assert len(rows) == len(bank.eligible)
     stats = calibrated.output_for_node("fit_statistics")
@@ -112,7 +126,8 @@ def test_stores_parameters_in_irt_item_parameters(database_url, bank, calibrated
         assert r["calibrated_at"] is not None
 
 
-def test_stores_calibration_run_in_irt_calibration_runs(database_url, bank, calibrated):
+def test_stores_calibration_run_in_irt_calibration_runs(shared):
+    database_url, bank, calibrated = shared
     (run,) = runs(database_url, bank.name)
     assert run["status"] == "completed"
     assert run["completed_at"] is not None and run["error"] is None
@@ -203,7 +218,8 @@ def test_latest_parameters_of_a_calibrated_item(database_url, instance, calibrat
     assert params["calibrated_at"].endswith("Z")
 
 
-def test_latest_parameters_of_an_uncalibrated_item_is_not_found(database_url, bank, calibrated):
+def test_latest_parameters_of_an_uncalibrated_item_is_not_found(shared):
+    database_url, bank, calibrated = shared
     db = IrtDatabase(url=database_url)
     assert db.latest_parameters(item_uuid(INSUFFICIENT_ITEM["item_id"])) is None   # skipped item
     assert db.latest_parameters(item_uuid("never-existed")) is None
@@ -225,7 +241,8 @@ def test_parameters_come_only_from_completed_runs(database_url, instance, calibr
     assert params is not None and params["calibration_run_id"] == first_run
 
 
-def test_item_parameters_value_carries_the_engine_result(database_url, bank, calibrated):
+def test_item_parameters_value_carries_the_engine_result(shared):
+    database_url, bank, calibrated = shared
     value = calibrated.output_for_node("item_parameters")
     assert isinstance(value, ItemParameters)
     assert value.result.n_items == len(bank.eligible)

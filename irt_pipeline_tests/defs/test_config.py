@@ -17,6 +17,12 @@ from irt_pipeline_tests.defs.conftest import (
 
 pytestmark = pytest.mark.db
 
+
+@pytest.fixture(scope="module")
+def loaded(module_database_url):
+    """One database with the standard bank for the module: no test may write to it."""
+    return module_database_url, load_standard_bank(module_database_url)
+
 INVALID = [
     ("min_responses", 0),
     ("max_iterations", 0),
@@ -28,10 +34,8 @@ INVALID = [
 
 
 @pytest.mark.parametrize(("field", "value"), INVALID, ids=[f"{f}={v!r}" for f, v in INVALID])
-def test_out_of_range_value_fails_first_step_naming_the_field(
-    database_url, instance, calibration_job, field, value
-):
-    bank = load_standard_bank(database_url)
+def test_out_of_range_value_fails_first_step_naming_the_field(loaded, instance, calibration_job, field, value):
+    database_url, bank = loaded
     result = run_job(calibration_job, instance, database_url, bank.name, {field: value})
     assert not result.success
     assert [e.step_key for e in result.get_step_failure_events()] == ["response_matrix"]
@@ -40,8 +44,8 @@ def test_out_of_range_value_fails_first_step_naming_the_field(
     assert runs(database_url) == [] and parameter_rows(database_url) == []
 
 
-def test_wrong_type_is_refused_at_launch(database_url, instance, calibration_job):
-    bank = load_standard_bank(database_url)
+def test_wrong_type_is_refused_at_launch(loaded, instance, calibration_job):
+    database_url, bank = loaded
     with pytest.raises(dg.DagsterInvalidConfigError, match="min_responses"):
         run_job(calibration_job, instance, database_url, bank.name, {"min_responses": "many"})
     assert runs(database_url) == []
