@@ -16,6 +16,13 @@ import time
 import dagster as dg
 
 from irt_pipeline import errors
+from irt_pipeline.defs.checks import (
+    FIT_STATISTICS_CHECKS,
+    ITEM_PARAMETERS_CHECKS,
+    em_converged,
+    item_fit_within_range,
+    parameters_within_bounds,
+)
 from irt_pipeline.defs.config import CalibrationConfig
 from irt_pipeline.defs.partitions import item_bank_partitions
 from irt_pipeline.defs.reporting import id_list, skipped_table, summary_markdown
@@ -127,10 +134,12 @@ def eligible_items(
     owners=OWNERS,
     partitions_def=item_bank_partitions,
     pool=POOL,
+    check_specs=ITEM_PARAMETERS_CHECKS,
+    dagster_type=dg.PythonObjectDagsterType(ItemParameters),  # the value inside MaterializeResult
 )
 def item_parameters(
     context: dg.AssetExecutionContext, irt_db: IrtDatabase, eligible_items: EligibleItems
-) -> ItemParameters:
+) -> dg.MaterializeResult:
     """3PL estimates (a, b, c and their standard errors) by MML-EM. Starts the `running` audit
     row in irt_calibration_runs (CALIBRATION_IN_PROGRESS if the bank already has one)."""
     settings = eligible_items.settings
@@ -169,8 +178,19 @@ def item_parameters(
             f"EM did not converge within {settings.max_iterations} iterations; "
             "parameters are published with convergence_achieved = false"
         )
-    context.add_output_metadata(
-        {
+    value = ItemParameters(
+        calibration_run_id=run_id,
+        item_bank=eligible_items.item_bank,
+        settings=settings,
+        item_ids=eligible_items.item_ids,
+        result=result,
+        started_at=started_at,
+        calibration_seconds=seconds,
+    )
+    return dg.MaterializeResult(
+        value=value,
+        check_results=[em_converged(value)],
+        metadata={
             "calibration_run_id": run_id,
             "items": result.n_items,
             "iterations": int(result.iterations),
@@ -183,16 +203,7 @@ def item_parameters(
                      "a_se": result.a_se, "b_se": result.b_se, "c_se": result.c_se}
                 )
             ),
-        }
-    )
-    return ItemParameters(
-        calibration_run_id=run_id,
-        item_bank=eligible_items.item_bank,
-        settings=settings,
-        item_ids=eligible_items.item_ids,
-        result=result,
-        started_at=started_at,
-        calibration_seconds=seconds,
+        },
     )
 
 
@@ -202,12 +213,15 @@ def item_parameters(
     owners=OWNERS,
     partitions_def=item_bank_partitions,
     pool=POOL,
+    check_specs=FIT_STATISTICS_CHECKS,
+    dagster_type=dg.PythonObjectDagsterType(FitStatistics),  # the value inside MaterializeResult
 )
 def fit_statistics(
     context: dg.AssetExecutionContext, eligible_items: EligibleItems, item_parameters: ItemParameters
-) -> FitStatistics:
+) -> dg.MaterializeResult:
     """Infit and outfit MNSQ per item, flagged outside 0.7-1.3, joined with the estimates: the
-    table of parameter rows to publish (audited by the blocking check before supabase_writes)."""
+    table of parameter rows to publish, audited here by the blocking parameters_within_bounds
+    check (a failure fails this step, so supabase_writes never runs)."""
     if tuple(eligible_items.item_ids) != tuple(item_parameters.item_ids):
         raise errors.CalibrationFailedError(
             "eligible_items changed since item_parameters was computed; "
@@ -230,8 +244,13 @@ def fit_statistics(
         log_likelihood=float(result.log_likelihood),
         started_at=item_parameters.started_at,
     )
-    context.add_output_metadata(
-        {
+    bounds = parameters_within_bounds(stats)
+    if not bounds.passed:
+        context.log.error(f"publication stopped: {bounds.description}")
+    return dg.MaterializeResult(
+        value=stats,
+        check_results=[bounds, item_fit_within_range(stats)],
+        metadata={
             "calibration_run_id": stats.calibration_run_id,
             "items": stats.items_calibrated,
             "items_flagged": stats.items_flagged,
@@ -240,9 +259,8 @@ def fit_statistics(
                 summary_markdown({"infit_mnsq": fit.infit_mnsq, "outfit_mnsq": fit.outfit_mnsq})
             ),
             "dagster/row_count": stats.items_calibrated,
-        }
+        },
     )
-    return stats
 
 
 @dg.asset(

@@ -1,20 +1,25 @@
-"""Asset checks of the calibration.
+"""Asset checks of the calibration, evaluated inside the asset they check.
 
 * ``parameters_within_bounds`` (ERROR, blocking) on ``fit_statistics``: audits the exact table
   ``supabase_writes`` would publish; any non-finite value, a outside [0.2, 3], c outside
-  [0, 0.35] or a standard error <= 0 fails the check, which fails the run and keeps
-  ``supabase_writes`` from running (the audit row becomes ``failed`` through the hook/sensor).
+  [0, 0.35] or a standard error <= 0 fails the check: the ``fit_statistics`` step fails with
+  DagsterAssetCheckFailedError, ``supabase_writes`` never runs, and the audit row becomes
+  ``failed`` through the failure hook/sensor (write-audit-publish).
 * ``item_fit_within_range`` (WARN) on ``fit_statistics``: lists the items whose infit or
   outfit MNSQ lies outside 0.7-1.3 (they are still published, with is_flagged = true).
 * ``em_converged`` (WARN) on ``item_parameters``: EM stopped at max_iterations.
-"""
 
+Why in the asset (``check_specs``) and not ``@asset_check``: in Dagster 1.13 a separate check of
+a partitioned asset is itself unpartitioned unless given ``partitions_def`` (a preview feature),
+and then loads EVERY partition of the asset as its input (a dict keyed by bank) as soon as the
+instance knows two banks. In-asset checks run in the asset's own step, on the partition being
+materialized, with the value already in memory.
+"""
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from irt_pipeline.defs.assets import fit_statistics, item_parameters
 from irt_pipeline.defs.reporting import MAX_LISTED, id_list
 from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, FitStatistics, ItemParameters
 
@@ -51,25 +56,39 @@ def invalid_parameter_rows(table: pd.DataFrame) -> list[dict[str, str]]:
     return [{"item_id": item_ids[i], "problems": "; ".join(p)} for i, p in sorted(problems.items())]
 
 
-@dg.asset_check(
-    asset=fit_statistics,
-    name=CHECK_PARAMETERS_WITHIN_BOUNDS,
-    blocking=True,
-    description="Blocks publication if any estimate or SE is non-finite or out of bounds "
-    "(a in [0.2, 3], c in [0, 0.35], SE > 0).",
-)
-def parameters_within_bounds(
-    context: dg.AssetCheckExecutionContext, fit_statistics: FitStatistics
-) -> dg.AssetCheckResult:
+FIT_STATISTICS_CHECKS = [
+    dg.AssetCheckSpec(
+        CHECK_PARAMETERS_WITHIN_BOUNDS,
+        asset="fit_statistics",
+        blocking=True,
+        description="Blocks publication if any estimate or SE is non-finite or out of bounds "
+        "(a in [0.2, 3], c in [0, 0.35], SE > 0).",
+    ),
+    dg.AssetCheckSpec(
+        CHECK_ITEM_FIT_WITHIN_RANGE,
+        asset="fit_statistics",
+        description=f"Warns about items whose infit or outfit MNSQ lies outside {FIT_LOWER}-{FIT_UPPER}.",
+    ),
+]
+ITEM_PARAMETERS_CHECKS = [
+    dg.AssetCheckSpec(
+        CHECK_EM_CONVERGED,
+        asset="item_parameters",
+        description="Warns when EM stopped at max_iterations without meeting the convergence threshold.",
+    ),
+]
+
+
+def parameters_within_bounds(fit_statistics: FitStatistics) -> dg.AssetCheckResult:
     invalid = invalid_parameter_rows(fit_statistics.table)
-    if invalid:
-        context.log.error(
-            f"{len(invalid)} item(s) have invalid estimates; publication stopped: "
-            + "; ".join(f"{r['item_id']}: {r['problems']}" for r in invalid[:10])
-        )
     return dg.AssetCheckResult(
+        check_name=CHECK_PARAMETERS_WITHIN_BOUNDS,
         passed=not invalid,
         severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{len(invalid)} item(s) with invalid estimates: "
+            + "; ".join(f"{r['item_id']}: {r['problems']}" for r in invalid[:5])
+        ) if invalid else None,
         metadata={
             "calibration_run_id": fit_statistics.calibration_run_id,
             "items_checked": fit_statistics.items_calibrated,
@@ -79,16 +98,12 @@ def parameters_within_bounds(
     )
 
 
-@dg.asset_check(
-    asset=fit_statistics,
-    name=CHECK_ITEM_FIT_WITHIN_RANGE,
-    description=f"Warns about items whose infit or outfit MNSQ lies outside {FIT_LOWER}-{FIT_UPPER}.",
-)
 def item_fit_within_range(fit_statistics: FitStatistics) -> dg.AssetCheckResult:
     flagged = fit_statistics.flagged_item_ids
     table = fit_statistics.table
     rows = table.loc[table["is_flagged"], ["item_id", "infit_mnsq", "outfit_mnsq"]].head(MAX_LISTED)
     return dg.AssetCheckResult(
+        check_name=CHECK_ITEM_FIT_WITHIN_RANGE,
         passed=not flagged,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -104,15 +119,11 @@ def item_fit_within_range(fit_statistics: FitStatistics) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    asset=item_parameters,
-    name=CHECK_EM_CONVERGED,
-    description="Warns when EM stopped at max_iterations without meeting the convergence threshold.",
-)
 def em_converged(item_parameters: ItemParameters) -> dg.AssetCheckResult:
     result = item_parameters.result
     trace = np.asarray(result.max_change_trace, dtype=float)
     return dg.AssetCheckResult(
+        check_name=CHECK_EM_CONVERGED,
         passed=bool(result.converged),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={

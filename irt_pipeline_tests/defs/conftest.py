@@ -105,7 +105,9 @@ def extra_params(n: int, seed: int = 11) -> list[dict[str, float | str]]:
     ]
 
 
-def load_standard_bank(url: str, bank: str = "bank-a", n_students: int = 400, seed: int = 7) -> Bank:
+def load_standard_bank(
+    url: str, bank: str = "bank-a", n_students: int = 400, seed: int = 7, prefix: str = ""
+) -> Bank:
     """19 well-behaved 3PL items (the brief's KNOWN_PARAMS + 14) and four items to skip or flag:
 
     * item-low-001: 42 responses (< 100)              -> insufficient_responses
@@ -113,11 +115,13 @@ def load_standard_bank(url: str, bank: str = "bank-a", n_students: int = 400, se
     * item-easy-001: every response correct           -> no_variance
     * item-misfit-001: a Guttman step (correct iff theta > 0.2), far steeper than a <= 3 allows
                                                       -> calibrated, flagged (MNSQ well below 0.7)
+
+    `prefix` is prepended to every item name (another bank in the same database needs other items).
     """
     rng = np.random.default_rng(seed)
     theta = rng.normal(0.0, 1.0, n_students)
     good = list(KNOWN_PARAMS) + extra_params(14)
-    good_names = [str(p["item_id"]) for p in good]
+    good_names = [prefix + str(p["item_id"]) for p in good]
     responses = simulate_3pl(good, theta, seed + 1)
 
     low = simulate_3pl([{"a": 1.0, "b": 0.0, "c": 0.2}], theta, seed + 2)[:, 0]
@@ -125,16 +129,16 @@ def load_standard_bank(url: str, bank: str = "bank-a", n_students: int = 400, se
     easy = np.ones(n_students)
     misfit = (theta > 0.2).astype(float)
 
-    names = good_names + ["item-low-001", "item-easy-001", "item-misfit-001"]
+    names = good_names + [prefix + n for n in ("item-low-001", "item-easy-001", "item-misfit-001")]
     matrix = np.column_stack([responses, low, easy, misfit])
     load_matrix(url, bank, matrix, names)
-    insert_items(url, bank, ["item-unanswered-001"])
+    insert_items(url, bank, [prefix + "item-unanswered-001"])
     return Bank(
         name=bank,
-        eligible=good_names + ["item-misfit-001"],
-        misfit="item-misfit-001",
-        insufficient={"item-low-001": 42, "item-unanswered-001": 0},
-        no_variance={"item-easy-001": n_students},
+        eligible=good_names + [prefix + "item-misfit-001"],
+        misfit=prefix + "item-misfit-001",
+        insufficient={prefix + "item-low-001": 42, prefix + "item-unanswered-001": 0},
+        no_variance={prefix + "item-easy-001": n_students},
         n_students=n_students,
     )
 

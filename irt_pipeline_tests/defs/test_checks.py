@@ -49,19 +49,20 @@ def _row(item_id: str, **overrides) -> dict:
 
 def test_warn_check_lists_misfits_directly():
     stats = _stats([_row("i1"), _row("i2", infit_mnsq=1.45, outfit_mnsq=1.62, is_flagged=True)])
-    result = item_fit_within_range(fit_statistics=stats)
+    result = item_fit_within_range(stats)
     assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["misfit_count"].value == 1 and result.metadata["misfit_items"].value == ["i2"]
-    assert item_fit_within_range(fit_statistics=_stats([_row("i1")])).passed is True
+    assert item_fit_within_range(_stats([_row("i1")])).passed is True
 
 
 def test_bounds_check_directly():
-    ctx = dg.build_asset_check_context()
     bad = _stats([_row("i1"), _row("i2", c=0.4), _row("i3", a_se=float("nan"))])
-    result = parameters_within_bounds(ctx, fit_statistics=bad)
+    result = parameters_within_bounds(bad)
     assert result.passed is False and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.check_name == CHECK_PARAMETERS_WITHIN_BOUNDS
     assert result.metadata["invalid_count"].value == 2
-    assert parameters_within_bounds(ctx, fit_statistics=_stats([_row("i1")])).passed is True
+    assert "i2: c outside" in result.description and "i3: a_se is not finite" in result.description
+    assert parameters_within_bounds(_stats([_row("i1")])).passed is True
 
 
 @pytest.mark.db
@@ -90,6 +91,7 @@ def test_blocking_check_stops_publication(database_url, instance, calibration_jo
     assert run["error"].startswith("CALIBRATION_FAILED: publication stopped by a blocking check")
     assert CHECK_PARAMETERS_WITHIN_BOUNDS in run["error"]
     assert "DagsterAssetCheckFailedError" in failure_text(result)
+    assert [e.step_key for e in result.get_step_failure_events()] == ["fit_statistics"]
 
 
 @pytest.mark.db

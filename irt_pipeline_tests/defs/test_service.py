@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from irt_pipeline.defs.assets import eligible_items, fit_statistics, item_parameters, response_matrix, supabase_writes
-from irt_pipeline.defs.checks import CHECK_ITEM_FIT_WITHIN_RANGE, em_converged, item_fit_within_range
+from irt_pipeline.defs.checks import CHECK_ITEM_FIT_WITHIN_RANGE
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.values import ResponseMatrix
 from irt_pipeline_tests.defs.conftest import (
@@ -119,14 +119,14 @@ def test_run_status_goes_from_running_to_completed(database_url, instance):
     add_bank_partition(instance, bank.name)
     resources = {RESOURCE_KEY: IrtDatabase(url=database_url), "io_manager": dg.FilesystemIOManager()}
     first = dg.materialize(
-        [response_matrix, eligible_items, item_parameters, em_converged],
+        [response_matrix, eligible_items, item_parameters],
         partition_key=bank.name, instance=instance, resources=resources,
     )
     assert first.success
     (run,) = runs(database_url, bank.name)
     assert run["status"] == "running" and run["completed_at"] is None
     second = dg.materialize(
-        [response_matrix, eligible_items, item_parameters, fit_statistics, item_fit_within_range, supabase_writes],
+        [response_matrix, eligible_items, item_parameters, fit_statistics, supabase_writes],
         selection=["fit_statistics", "supabase_writes"],
         partition_key=bank.name, instance=instance, resources=resources,
     )
@@ -149,6 +149,26 @@ def test_run_status_becomes_failed_when_the_engine_raises(database_url, instance
     assert run["status"] == "failed" and run["completed_at"] is not None
     assert run["error"] == "CALIBRATION_FAILED: item_parameters: ValueError: responses: simulated engine failure"
     assert parameter_rows(database_url) == []
+
+
+def test_two_banks_on_one_instance_are_calibrated_independently(database_url, instance, calibration_job):
+    """Each run reads and checks only its own partition, even once the instance knows both banks."""
+    bank_a = load_standard_bank(database_url, "bank-a", seed=7)
+    bank_b = load_standard_bank(database_url, "bank-b", seed=8, prefix="b-", n_students=300)
+    add_bank_partition(instance, bank_a.name)
+    add_bank_partition(instance, bank_b.name)
+    first = run_job(calibration_job, instance, database_url, bank_a.name)
+    second = run_job(calibration_job, instance, database_url, bank_b.name)
+    again = run_job(calibration_job, instance, database_url, bank_a.name)
+    for result in (first, second, again):
+        assert result.success, failure_text(result)
+    assert second.output_for_node("fit_statistics").item_bank == bank_b.name
+    (run_b,) = runs(database_url, bank_b.name)
+    assert {str(r["item_id"]) for r in parameter_rows(database_url, str(run_b["id"]))} == bank_b.eligible_ids
+    assert [r["status"] for r in runs(database_url, bank_a.name)] == ["completed", "completed"]
+    for result in (first, second, again):
+        evaluations = result.get_asset_check_evaluations()
+        assert len(evaluations) == 3
 
 
 def test_brief_1000_items_by_500_students(database_url, instance, calibration_job):
