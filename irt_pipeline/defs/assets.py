@@ -46,6 +46,7 @@ GROUP = "irt"
 OWNERS = ["team:irt"]
 POOL = "irt_calibration"  # one calibration at a time (dagster.yaml: pools at run granularity)
 PROGRESS_EVERY = 5        # log the EM progress every this many iterations
+SUPABASE_WRITES = dg.AssetKey("supabase_writes")
 
 
 @dg.asset(
@@ -141,7 +142,15 @@ def item_parameters(
     context: dg.AssetExecutionContext, irt_db: IrtDatabase, eligible_items: EligibleItems
 ) -> dg.MaterializeResult:
     """3PL estimates (a, b, c and their standard errors) by MML-EM. Starts the `running` audit
-    row in irt_calibration_runs (CALIBRATION_IN_PROGRESS if the bank already has one)."""
+    row in irt_calibration_runs (CALIBRATION_IN_PROGRESS if the bank already has one); runs
+    only together with supabase_writes, which completes that row."""
+    if SUPABASE_WRITES not in context.job_def.asset_layer.selected_asset_keys:
+        # the row started here is completed only by supabase_writes: a run without it would
+        # leave the bank's audit row 'running' for good (and block its next calibration)
+        raise errors.ValidationError(
+            "item_parameters starts a calibration run that only supabase_writes completes: "
+            "materialize item_parameters, fit_statistics and supabase_writes in the same run"
+        )
     settings = eligible_items.settings
     started_at = time.time()
     run_id = irt_db.start_run(

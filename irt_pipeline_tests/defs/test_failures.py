@@ -7,7 +7,7 @@ import pytest
 
 from irt_pipeline import storage
 from irt_pipeline.defs import assets as assets_module
-from irt_pipeline.defs.assets import eligible_items, item_parameters, response_matrix
+from irt_pipeline.defs.assets import eligible_items, fit_statistics, item_parameters, response_matrix, supabase_writes
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.sensors import calibration_run_canceled_sensor, calibration_run_failure_sensor
 from irt_pipeline_tests.defs.conftest import add_bank_partition, load_standard_bank, parameter_rows, run_job, runs
@@ -34,7 +34,7 @@ def _adhoc_failed_run(database_url: str, instance: dg.DagsterInstance, bank: str
     """An asset-graph style launch (no calibration_job, so no hook) whose item_parameters fails."""
     add_bank_partition(instance, bank)
     result = dg.materialize(
-        [response_matrix, eligible_items, item_parameters],
+        [response_matrix, eligible_items, item_parameters, fit_statistics, supabase_writes],
         partition_key=bank, instance=instance,
         resources={RESOURCE_KEY: IrtDatabase(url=database_url)}, raise_on_error=False,
     )
@@ -74,11 +74,12 @@ def test_canceled_sensor_closes_the_row_of_a_canceled_run(database_url, instance
     bank = load_standard_bank(database_url)
     add_bank_partition(instance, bank.name)
     result = dg.materialize(
-        [response_matrix, eligible_items, item_parameters], partition_key=bank.name, instance=instance,
+        [response_matrix], partition_key=bank.name, instance=instance,
         resources={RESOURCE_KEY: IrtDatabase(url=database_url)},
     )
-    (row,) = runs(database_url, bank.name)
-    assert row["status"] == "running"
+    # as if that run had been stopped from the UI while its calibration was running
+    with IrtDatabase(url=database_url).connection() as conn:
+        storage.start_run(conn, item_bank=bank.name, config={"model": "3pl"}, dagster_run_id=result.run_id)
     event = instance.report_run_canceled(result.dagster_run, message="canceled from the UI")
     context = dg.build_run_status_sensor_context(
         sensor_name=calibration_run_canceled_sensor.name,

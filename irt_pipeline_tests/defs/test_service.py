@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from irt_pipeline.defs import assets as assets_module
 from irt_pipeline.defs.assets import eligible_items, fit_statistics, item_parameters, response_matrix, supabase_writes
 from irt_pipeline.defs.checks import CHECK_ITEM_FIT_WITHIN_RANGE
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
@@ -113,27 +114,39 @@ def test_writes_all_parameters_in_a_single_transaction(database_url, instance, c
     assert len(parameter_rows(database_url, str(run["id"]))) == run["items_calibrated"] == len(bank.eligible)
 
 
-def test_run_status_goes_from_running_to_completed(database_url, instance):
-    """Calibrate in one Dagster run, publish in a second one: the row is running in between."""
+def test_run_status_goes_from_running_to_completed(database_url, instance, calibration_job, monkeypatch):
+    """The row is 'running' while the calibration is under way, 'completed' once published."""
     bank = load_standard_bank(database_url)
-    add_bank_partition(instance, bank.name)
-    resources = {RESOURCE_KEY: IrtDatabase(url=database_url), "io_manager": dg.FilesystemIOManager()}
-    first = dg.materialize(
-        [response_matrix, eligible_items, item_parameters],
-        partition_key=bank.name, instance=instance, resources=resources,
-    )
-    assert first.success
-    (run,) = runs(database_url, bank.name)
-    assert run["status"] == "running" and run["completed_at"] is None
-    second = dg.materialize(
-        [response_matrix, eligible_items, item_parameters, fit_statistics, supabase_writes],
-        selection=["fit_statistics", "supabase_writes"],
-        partition_key=bank.name, instance=instance, resources=resources,
-    )
-    assert second.success
+    seen: list[str] = []
+    real_item_fit = assets_module.item_fit
+
+    def observing_item_fit(responses, result):
+        seen.extend(r["status"] for r in runs(database_url, bank.name))
+        return real_item_fit(responses, result)
+
+    monkeypatch.setattr(assets_module, "item_fit", observing_item_fit)
+    result = run_job(calibration_job, instance, database_url, bank.name)
+    assert result.success, failure_text(result)
+    assert seen == ["running"]
     (run,) = runs(database_url, bank.name)
     assert run["status"] == "completed" and run["completed_at"] is not None
     assert run["items_calibrated"] == len(bank.eligible) and run["items_skipped"] == 3
+
+
+def test_calibrating_without_publishing_is_refused(database_url, instance):
+    """A run with item_parameters but without supabase_writes would leave a 'running' row behind."""
+    bank = load_standard_bank(database_url)
+    add_bank_partition(instance, bank.name)
+    result = dg.materialize(
+        [response_matrix, eligible_items, item_parameters, fit_statistics, supabase_writes],
+        selection=["response_matrix", "eligible_items", "item_parameters"],
+        partition_key=bank.name, instance=instance,
+        resources={RESOURCE_KEY: IrtDatabase(url=database_url)}, raise_on_error=False,
+    )
+    assert not result.success
+    assert [e.step_key for e in result.get_step_failure_events()] == ["item_parameters"]
+    assert "VALIDATION_ERROR: item_parameters starts a calibration run" in failure_text(result)
+    assert runs(database_url) == []
 
 
 def test_run_status_becomes_failed_when_the_engine_raises(database_url, instance, calibration_job, monkeypatch):
