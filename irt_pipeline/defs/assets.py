@@ -10,7 +10,8 @@ docstring). A failing step marks the row ``failed`` through the job's failure ho
 run-failure sensor (hooks.py, sensors.py).
 """
 
-
+# No `from __future__ import annotations` here: Dagster reads these annotations at import time
+# (Config class, resource and input types) and cannot resolve postponed (string) ones.
 import time
 
 import dagster as dg

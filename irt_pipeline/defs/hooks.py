@@ -7,7 +7,8 @@ error at once and without the daemon. Runs that do not go through the job (the a
 run-failure sensor in sensors.py.
 """
 
-
+# No `from __future__ import annotations` here: Dagster reads these annotations at import time
+# (Config class, resource and input types) and cannot resolve postponed (string) ones.
 import dagster as dg
 
 from irt_pipeline.defs.failures import failure_message

@@ -13,7 +13,8 @@ Both call `fail_runs_of_dagster_run`, which touches only rows still `running`, s
 the hook is harmless.
 """
 
-
+# No `from __future__ import annotations` here: Dagster reads these annotations at import time
+# (Config class, resource and input types) and cannot resolve postponed (string) ones.
 import dagster as dg
 
 from irt_pipeline.defs.failures import message_from_error_info
