@@ -8,9 +8,9 @@ and m_ij = E_post[s_ij] its posterior mean, the item's block of the observed inf
 
 (the two P-dependent terms of the first line cancel to the second; r, n are the expected counts
 of the E-step). With x = 1 the score is dP/P, with x = 0 it is -dP/(1 - P), so
-m_ij = post_i . (dP_j / P_j) or post_i . (-dP_j / (1 - P_j)): a students x nodes by nodes x items
-product, done one block of students at a time. With priors the prior's curvature is added (the
-Bayes-modal posterior information, as BILOG-MG reports). SE = sqrt(diag(I_j^-1)), per item
+m_ij = post_i . (dP_j / P_j) or post_i . (-dP_j / (1 - P_j)) (`cells.cell_means`). With
+priors the prior's curvature is added (the Bayes-modal posterior information, as BILOG-MG
+reports). SE = sqrt(diag(I_j^-1)), per item
 block (cross-item terms are left out, the usual practical choice; Baker & Kim 2004, ch. 7).
 
 At an active bound (say c = 0) the SE is that of the unconstrained curvature there. When a block
@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from irt_pipeline.engine.estep import chunk_log_posterior, log_tables
+from irt_pipeline.engine.cells import cell_means
+from irt_pipeline.engine.estep import expected_counts
 from irt_pipeline.engine.model import gradients, second_derivatives
 from irt_pipeline.engine.mstep import score_and_information
 from irt_pipeline.engine.priors import Priors
 from irt_pipeline.engine.responses import ResponseData
 
-# Work-array size per block of the m_ij computation (cells, or cells x nodes when sparse): ~16 MB.
-BLOCK_CELLS = 1 << 21
 # Added to the diagonal of a block that is not positive definite (SE of at most 1/sqrt(RIDGE)).
 RIDGE = 1e-2
 _PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
@@ -44,85 +43,22 @@ def _score_tables(params: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     return np.stack([derivs / p, -derivs / (1.0 - p)])
 
 
-def _accumulate(outer: np.ndarray, weights_of, means) -> None:
-    """outer[:, k, m] += sum over students of m_k m_m (upper triangle)."""
-    for k, m in _PAIRS:
-        outer[:, k, m] += weights_of(means[k] * means[m])
-
-
-def _outer_dense(outer, post, correct, wrong, tables) -> None:
-    """Dense block: m_ij = C_ij (post_i . hit_j) + W_ij (post_i . miss_j), by BLAS."""
-    wrong = 1.0 - correct if wrong is None else wrong
-    means = [correct * (post @ tables[0, k].T) + wrong * (post @ tables[1, k].T) for k in range(3)]
-    _accumulate(outer, lambda x: x.sum(axis=0), means)
-
-
-def _outer_sparse(outer, post, rows, cols, hit, tables) -> None:
-    """Sparse block: gather each observed cell's posterior row and its item's score row.
-
-    The hit and miss tables are stacked (rows j and n_items + j), so each cell needs one
-    gather per parameter; float32 halves the memory traffic of the gathers (the sums over
-    nodes keep ~7 significant digits, ample for a standard error)."""
-    n_items = tables.shape[2]
-    table_row = np.where(hit, cols, cols + n_items)
-    gathered = post[rows].astype(np.float32)
-    means = []
-    for k in range(3):
-        stacked = np.concatenate([tables[0, k], tables[1, k]]).astype(np.float32)
-        means.append(np.einsum("ij,ij->i", gathered, stacked[table_row]).astype(np.float64))
-    _accumulate(outer, lambda x: np.bincount(cols, x, minlength=outer.shape[0]), means)
-
-
-def _score_outer_products(data: ResponseData, params, nodes, weights):
-    """sum_i m_ij m_ij^T (items x 3 x 3), expected counts r, n and the log-likelihood.
-
-    Work is split into blocks of items (score tables of BLOCK_CELLS cells) and of students
-    (posterior-by-table products of about BLOCK_CELLS cells), so memory stays bounded."""
-    log_p, log_q = log_tables(*params.T, nodes)
-    log_w = np.log(weights)
+def _score_outer_products(data: ResponseData, params, nodes, weights) -> np.ndarray:
+    """sum_i m_ij m_ij^T, items x 3 x 3, with m_ij the posterior mean of the score."""
     outer = np.zeros((data.n_items, 3, 3))
-    r = np.zeros((data.n_items, nodes.size))
-    n = np.zeros_like(r)
-    total = 0.0
-    items_per_block = max(1, BLOCK_CELLS // (6 * nodes.size))
-    for chunk in data.chunks:
-        log_post, marginal = chunk_log_posterior(chunk, log_p, log_q, log_w)
-        post = np.exp(log_post, out=log_post)
-        total += float(marginal.sum())
-        chunk_r, chunk_n = chunk.counts(post)
-        r += chunk_r
-        n += chunk_n
-        if not data.is_dense:
-            rows, cols, hit = chunk.observed_cells()
-            if items_per_block < data.n_items:  # group the cells by item block
-                order = np.argsort(cols, kind="stable")
-                rows, cols, hit = rows[order], cols[order], hit[order]
-        for first in range(0, data.n_items, items_per_block):
-            items = slice(first, min(first + items_per_block, data.n_items))
-            tables = _score_tables(params[items], nodes)
-            block_outer = outer[items]
-            if data.is_dense:
-                step = max(1, BLOCK_CELLS // (items.stop - items.start))
-                for s0 in range(0, chunk.n_students, step):
-                    students = slice(s0, s0 + step)
-                    wrong = None if chunk.wrong is None else chunk.wrong[students, items]
-                    _outer_dense(block_outer, post[students], chunk.correct[students, items], wrong, tables)
-            else:
-                lo, hi = ((0, cols.size) if items_per_block >= data.n_items
-                          else np.searchsorted(cols, [items.start, items.stop]))
-                step = max(1, BLOCK_CELLS // nodes.size)
-                for c0 in range(lo, hi, step):
-                    cells = slice(c0, min(c0 + step, hi))
-                    _outer_sparse(block_outer, post, rows[cells], cols[cells] - items.start,
-                                  hit[cells], tables)
+    for items, means, per_item_sum in cell_means(data, params, nodes, weights, _score_tables, 3):
+        for k, m in _PAIRS:
+            outer[items, k, m] += per_item_sum(means[k] * means[m])
     for k, m in _PAIRS:
         outer[:, m, k] = outer[:, k, m]
-    return outer, r, n, total
+    return outer
 
 
 def observed_information(data: ResponseData, params, nodes, weights, priors: Priors | None):
     """Per-item 3 x 3 observed information (Louis 1982) and the marginal log-likelihood."""
-    outer, r, n, log_likelihood = _score_outer_products(data, params, nodes, weights)
+    counts = expected_counts(data, *params.T, nodes, weights)
+    r, n, log_likelihood = counts.r, counts.n, counts.log_likelihood
+    outer = _score_outer_products(data, params, nodes, weights)
     a, b, c = (params[:, k:k + 1] for k in range(3))
     p = gradients(a, b, c, nodes)[0]
     resid = r / p - (n - r) / (1.0 - p)

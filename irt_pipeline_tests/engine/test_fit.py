@@ -39,19 +39,33 @@ def test_model_items_fit_and_misfits_are_flagged():
 
 
 def test_fit_formulas_on_a_hand_computed_case():
-    """Infit = sum sq resid / sum variance, outfit = mean standardised sq resid, at the EAP."""
+    """Outfit = mean of E_post[z^2]; infit = sum E_post[(x - P)^2] / sum E_post[P (1 - P)],
+    with the posterior computed here by brute force on the result's grid."""
     responses = _bank_with_misfits()[:300, :6]
     result = calibrate_3pl(responses)
     fit = item_fit(responses, result)
-    from irt_pipeline.engine.estep import posterior_moments
-    from irt_pipeline.engine.responses import prepare_responses
+    t, w = result.nodes, result.weights
+    p = result.c[:, None] + (1 - result.c[:, None]) / (1 + np.exp(-result.a[:, None] * (t - result.b[:, None])))
+    x = responses[:, :, None]                                   # students x items x 1
+    likelihood = np.prod(np.where(x == 1, p, 1 - p), axis=1) * w  # students x nodes
+    post = likelihood / likelihood.sum(axis=1, keepdims=True)
+    z2 = np.where(x == 1, (1 - p) / p, p / (1 - p))
+    sq = np.where(x == 1, (1 - p) ** 2, p**2)
+    var = np.broadcast_to(p * (1 - p), sq.shape)
+    expect = lambda values: np.einsum("iq,ijq->ij", post, values)  # noqa: E731
+    np.testing.assert_allclose(fit.outfit_mnsq, expect(z2).mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(fit.infit_mnsq, expect(sq).sum(axis=0) / expect(var).sum(axis=0), rtol=1e-6)
 
-    eap, _ = posterior_moments(prepare_responses(responses), result.a, result.b, result.c,
-                               result.nodes, result.weights)
-    p = result.c + (1 - result.c) / (1 + np.exp(-result.a * (eap[:, None] - result.b)))
-    resid2, var = (responses - p) ** 2, p * (1 - p)
-    np.testing.assert_allclose(fit.infit_mnsq, resid2.sum(0) / var.sum(0), rtol=1e-9)
-    np.testing.assert_allclose(fit.outfit_mnsq, (resid2 / var).mean(0), rtol=1e-9)
+
+def test_model_items_on_a_short_test_are_not_flagged():
+    """A 20-item bank simulated from the model: mean squares near 1, nothing flagged
+    (plugging in the EAP instead would put many of these items near 0.6)."""
+    rng = np.random.default_rng(43)
+    a, b, c = rng.uniform(1.2, 2.2, 20), rng.normal(0, 1, 20), rng.uniform(0.1, 0.25, 20)
+    responses = dense(a, b, c, 2000, seed=44).responses
+    fit = item_fit(responses, calibrate_3pl(responses))
+    assert 0.95 < fit.outfit_mnsq.mean() < 1.05 and 0.95 < fit.infit_mnsq.mean() < 1.05
+    assert not fit.flagged().any()
 
 
 def test_flag_boundaries_are_inclusive():
