@@ -34,6 +34,9 @@ test-db: venv
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_priors.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_storage.py
 
 ## The Dagster UI and daemon on http://127.0.0.1:3000 against the embedded database.
 dev: venv $(DAGSTER_HOME)
