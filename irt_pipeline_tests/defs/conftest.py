@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from irt_pipeline.defs.jobs import JOB_NAME
 from irt_pipeline.defs.partitions import ITEM_BANK_PARTITIONS_NAME
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
-from irt_pipeline_tests.defs.fixtures import KNOWN_PARAMS, item_uuid, student_uuid
+from irt_pipeline_tests.brief_fixtures import KNOWN_PARAMS, item_uuid, student_uuid
 
 # -- data -------------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from irt_pipeline_tests.defs.conftest import (
     run_job,
     runs,
 )
-from irt_pipeline_tests.defs.fixtures import (
+from irt_pipeline_tests.brief_fixtures import (
     CUSTOM_CALIBRATION_REQUEST,
     INSUFFICIENT_ITEM,
     VALID_CALIBRATION_REQUEST,

@@ -25,7 +25,7 @@ from irt_pipeline_tests.defs.conftest import (
     run_job,
     runs,
 )
-from irt_pipeline_tests.defs.fixtures import (
+from irt_pipeline_tests.brief_fixtures import (
     SMALL_ITEM_IDS,
     SMALL_RESPONSE_MATRIX,
     generate_large_response_matrix,

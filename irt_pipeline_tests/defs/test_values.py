@@ -12,7 +12,7 @@ from irt_pipeline.defs.checks import invalid_parameter_rows
 from irt_pipeline.defs.config import CalibrationConfig
 from irt_pipeline.defs.failures import code_of, coded_message, failure_message
 from irt_pipeline.defs.values import build_response_matrix, select_eligible
-from irt_pipeline_tests.defs.fixtures import SMALL_ITEM_IDS, SMALL_RESPONSE_MATRIX, item_uuid, student_uuid
+from irt_pipeline_tests.brief_fixtures import SMALL_ITEM_IDS, SMALL_RESPONSE_MATRIX, item_uuid, student_uuid
 
 
 def _attempts(matrix: np.ndarray) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from irt_pipeline.engine import STATUS_ALL_CORRECT, STATUS_ALL_INCORRECT, calibrate_3pl
-from irt_pipeline_tests.defs.fixtures import KNOWN_PARAMS, SMALL_RESPONSE_MATRIX
+from irt_pipeline_tests.brief_fixtures import KNOWN_PARAMS, SMALL_RESPONSE_MATRIX
 from irt_pipeline_tests.engine.simulate import dense
 
 COPIES = 6

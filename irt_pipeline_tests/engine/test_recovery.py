@@ -119,3 +119,9 @@ def test_sparse_matrix_with_stored_zero_is_rejected():
     bad.data[:] = [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="signed encoding"):
         calibrate_3pl(bad)
+
+
+def test_the_simulation_reproduces_the_brief_fixture_exactly():
+    from irt_pipeline_tests.brief_fixtures import generate_large_response_matrix
+
+    assert np.array_equal(brief_large_matrix().responses, generate_large_response_matrix())

@@ -1,4 +1,5 @@
-"""The brief's test fixtures (STORY-ST-4 section 9), plus what the database needs: UUID ids.
+"""The brief's test fixtures (STORY-ST-4 section 9), shared by the engine and Dagster tests, plus
+what the database needs: UUID ids.
 
 Item and student ids in the database are UUIDs, so the brief's readable ids ("item-001") are
 mapped with uuid5 (`item_uuid`, `student_uuid`): stable across runs and readable in failures.
