@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test test-db bench dev clean
+.PHONY: venv demo test test-db bench dev clean types typecheck
 
 $(BIN)/irt-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ bench: venv
 dev: venv $(DAGSTER_HOME)
 	$(BIN)/irt-pipeline migrate
 	$(BIN)/dagster dev -m irt_pipeline.definitions -h 127.0.0.1 -p 3000
+
+## Regenerate packages/types/src/student/irt.types.ts from irt_pipeline/models.py.
+types: venv
+	$(BIN)/python scripts/generate_types.py
+
+## Type-check the generated TypeScript with tsc (TypeScript from the npm registry).
+typecheck:
+	cd packages/types && npm ci --no-audit --no-fund && npx tsc --noEmit -p .
 
 clean:
 	rm -rf $(VENV) .irt .dagster_home *.egg-info

@@ -32,8 +32,10 @@ def _build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--convergence-threshold", type=float, default=None)
     cal.add_argument("--item-id", action="append", dest="item_ids", default=None,
                      help="restrict to this item (repeatable)")
+    cal.add_argument("--json", action="store_true", dest="json_output",
+                     help='print the brief\'s envelope {"data": ..., "error": ...} instead of the summary')
 
-    params = sub.add_parser("parameters", help="latest calibrated parameters of one item, as JSON")
+    params = sub.add_parser("parameters", help='latest parameters of one item: {"data": ..., "error": ...}')
     params.add_argument("item_id")
     return parser
 
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             max_iterations=args.max_iterations,
             convergence_threshold=args.convergence_threshold,
             item_ids=args.item_ids,
+            json_output=args.json_output,
         )
     raise AssertionError(args.command)
 

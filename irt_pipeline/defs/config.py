@@ -26,43 +26,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
-MODEL = "3pl"
-
-# The brief's defaults (section 3, IrtCalibrationRequest).
-DEFAULT_MIN_RESPONSES = 100
-DEFAULT_MAX_ITERATIONS = 100
-DEFAULT_CONVERGENCE_THRESHOLD = 0.001
-
+from irt_pipeline.models import (
+    DEFAULT_CONVERGENCE_THRESHOLD,
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MIN_RESPONSES,
+    ConvergenceThreshold,
+    IrtCalibrationConfig,
+    ItemIds,
+    MaxIterations,
+    MinResponses,
+)
 
 class CalibrationConfig(dg.Config):
-    """Calibration settings of one run (all optional; the defaults are the brief's)."""
+    """Calibration settings of one run (all optional; the defaults are the brief's).
 
-    item_ids: list[str] | None = Field(
-        default=None,
-        description=(
-            "Optional filter: calibrate only these item ids (UUIDs) of the bank. "
-            "Omit to calibrate every eligible item of the bank."
-        ),
-    )
-    min_responses: int = Field(
-        default=DEFAULT_MIN_RESPONSES,
-        ge=1,
-        description="Items with fewer responses (first attempts) are skipped as insufficient_responses. >= 1.",
-    )
-    max_iterations: int = Field(
-        default=DEFAULT_MAX_ITERATIONS,
-        ge=1,
-        le=500,
-        description="Upper bound on EM iterations (1-500); the run reports non-convergence if reached.",
-    )
-    convergence_threshold: float = Field(
-        default=DEFAULT_CONVERGENCE_THRESHOLD,
-        gt=0,
-        lt=1,
-        description="EM stops when the largest change of any a, b or c falls below this value (0 < t < 1).",
-    )
+    The fields are the brief's `IrtCalibrationRequest` (irt_pipeline/models.py): the same
+    annotated types, so names, constraints and descriptions are defined once. On top of the
+    request model, item ids are checked to be UUIDs (they are UUIDs in the database)."""
+
+    item_ids: ItemIds = None
+    min_responses: MinResponses = DEFAULT_MIN_RESPONSES
+    max_iterations: MaxIterations = DEFAULT_MAX_ITERATIONS
+    convergence_threshold: ConvergenceThreshold = DEFAULT_CONVERGENCE_THRESHOLD
 
     @field_validator("item_ids")
     @classmethod
@@ -101,12 +88,11 @@ class CalibrationSettings:
 
     def snapshot(self) -> dict[str, Any]:
         """The config JSON stored on the run row (brief: IrtCalibrationConfig, plus the filter)."""
-        snap: dict[str, Any] = {
-            "min_responses": self.min_responses,
-            "max_iterations": self.max_iterations,
-            "convergence_threshold": self.convergence_threshold,
-            "model": MODEL,
-        }
+        snap: dict[str, Any] = IrtCalibrationConfig(
+            min_responses=self.min_responses,
+            max_iterations=self.max_iterations,
+            convergence_threshold=self.convergence_threshold,
+        ).model_dump()
         if self.item_ids is not None:
             snap["item_ids"] = list(self.item_ids)
         return snap

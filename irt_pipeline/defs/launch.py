@@ -29,6 +29,7 @@ from irt_pipeline.defs.jobs import JOB_NAME
 from irt_pipeline.defs.partitions import ITEM_BANK_PARTITIONS_NAME
 from irt_pipeline.defs.resources import IrtDatabase, irt_database
 from irt_pipeline.defs.values import FitStatistics, skipped_reason_counts
+from irt_pipeline.models import Envelope, IrtCalibrationResponse
 
 EXIT_OK = 0
 EXIT_CODES = {
@@ -52,9 +53,28 @@ telemetry:
 """
 
 
-def _validation_failure(field: str, message: str, err: TextIO) -> int:
-    print(f"{errors.ValidationError.code}: {field}: {message}", file=err)
-    return EXIT_CODES[errors.ValidationError.code]
+ERROR_CLASSES = {cls.code: cls for cls in (errors.ValidationError, errors.InsufficientDataError,
+                                           errors.CalibrationInProgressError, errors.CalibrationFailedError)}
+
+
+class _Output:
+    """Where the command writes: human text (summary on stdout, errors on stderr), or with
+    --json the brief's envelope on stdout (errors also on stderr, for people)."""
+
+    def __init__(self, out: TextIO, err: TextIO, json_output: bool) -> None:
+        self.out, self.err, self.json = out, err, json_output
+
+    def failure(self, message: str) -> int:
+        """Report a coded message ("CODE: detail"); return its exit status."""
+        code = code_of(message)
+        print(message, file=self.err)
+        if self.json:
+            detail = message[len(code) + 2:] if message.startswith(f"{code}: ") else message
+            print(Envelope.failure(ERROR_CLASSES[code](detail)).model_dump_json(indent=2), file=self.out)
+        return EXIT_CODES[code]
+
+    def validation(self, field: str, message: str) -> int:
+        return self.failure(f"{errors.ValidationError.code}: {field}: {message}")
 
 
 def validate_config(
@@ -91,15 +111,16 @@ def calibrate_command(
     max_iterations: int | None,
     convergence_threshold: float | None,
     item_ids: Sequence[str] | None,
+    json_output: bool = False,
     database: IrtDatabase | None = None,
     instance: dg.DagsterInstance | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
     """Exit status: 0 completed; 2 VALIDATION_ERROR; 3 INSUFFICIENT_DATA; 4 CALIBRATION_IN_PROGRESS;
-    1 CALIBRATION_FAILED. `database`/`instance` default to the production ones (tests pass theirs)."""
-    out = out or sys.stdout
-    err = err or sys.stderr
+    1 CALIBRATION_FAILED. With `json_output` stdout gets the brief's envelope instead of the
+    summary. `database`/`instance` default to the production ones (tests pass theirs)."""
+    output = _Output(out or sys.stdout, err or sys.stderr, json_output)
     try:
         config = validate_config(
             min_responses=min_responses,
@@ -108,28 +129,26 @@ def calibrate_command(
             item_ids=item_ids,
         )
     except pydantic.ValidationError as exc:
-        for e in exc.errors():
-            field = ".".join(str(p) for p in e["loc"]) or "config"
-            _validation_failure(field, f"{e['msg']} (got {e.get('input')!r})", err)
-        return EXIT_CODES[errors.ValidationError.code]
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']} (got {e.get('input')!r})"
+                    for e in exc.errors()]
+        return output.failure(f"{errors.ValidationError.code}: " + "; ".join(problems))
     if not bank or not bank.strip():
-        return _validation_failure("bank", "must not be empty", err)
+        return output.validation("bank", "must not be empty")
 
     db = database or irt_database()
     try:
         banks = db.item_banks()
     except Exception as exc:
-        print(f"{errors.CalibrationFailedError.code}: cannot read the item banks: {exc}", file=err)
-        return EXIT_CODES[errors.CalibrationFailedError.code]
+        return output.failure(f"{errors.CalibrationFailedError.code}: cannot read the item banks: {exc}")
     if bank not in banks:
         known = ", ".join(banks[:20]) or "none"
-        return _validation_failure("bank", f"item bank {bank!r} has no items (known banks: {known})", err)
+        return output.validation("bank", f"item bank {bank!r} has no items (known banks: {known})")
 
     if instance is not None:
-        return _run(instance, db, bank, config, out, err)
+        return _run(instance, db, bank, config, output)
     dagster_home()
     with dg.DagsterInstance.get() as owned:
-        return _run(owned, db, bank, config, out, err)
+        return _run(owned, db, bank, config, output)
 
 
 def _run(
@@ -137,8 +156,7 @@ def _run(
     db: IrtDatabase,
     bank: str,
     config: CalibrationConfig,
-    out: TextIO,
-    err: TextIO,
+    output: _Output,
 ) -> int:
     from irt_pipeline.definitions import defs
 
@@ -165,7 +183,22 @@ def _run(
     if result.success and audit and audit[0]["status"] == "completed":
         row = audit[0]
         stats = result.output_for_node("fit_statistics")
-        reasons = skipped_reason_counts(stats.skipped) if isinstance(stats, FitStatistics) else {}
+        skipped = list(stats.skipped) if isinstance(stats, FitStatistics) else []
+        if output.json:
+            response = IrtCalibrationResponse(
+                calibration_run_id=str(row["id"]),
+                items_calibrated=row["items_calibrated"],
+                items_skipped=row["items_skipped"],
+                items_flagged=row["items_flagged"],
+                convergence_achieved=row["convergence_achieved"],
+                iterations_used=row["iterations_used"],
+                elapsed_seconds=row["elapsed_seconds"],
+                parameters=db.run_parameters(str(row["id"])),
+                skipped_items=skipped,
+            )
+            print(Envelope.ok(response).model_dump_json(indent=2), file=output.out)
+            return EXIT_OK
+        reasons = skipped_reason_counts(skipped)
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
         lines = [
             f"calibration_run_id: {row['id']}",
@@ -179,15 +212,14 @@ def _run(
             f"elapsed_seconds: {float(row['elapsed_seconds']):.2f}",
             *run_lines,
         ]
-        print("\n".join(lines), file=out)
+        print("\n".join(lines), file=output.out)
         return EXIT_OK
 
-    message = _failure_message(result)
-    print(message, file=err)
+    status = output.failure(_failure_message(result))
     if audit:
-        print(f"calibration_run_id: {audit[0]['id']} (status: {audit[0]['status']})", file=err)
-    print("\n".join(run_lines), file=err)
-    return EXIT_CODES.get(code_of(message), EXIT_CODES[errors.CalibrationFailedError.code])
+        run_lines.insert(0, f"calibration_run_id: {audit[0]['id']} (status: {audit[0]['status']})")
+    print("\n".join(run_lines), file=output.err)
+    return status
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:

@@ -19,6 +19,7 @@ import psycopg
 from pydantic import Field
 
 from irt_pipeline import storage
+from irt_pipeline.models import IrtItemParameters
 
 DATABASE_URL_ENV = "IRT_DATABASE_URL"
 RESOURCE_KEY = "irt_db"
@@ -70,9 +71,13 @@ class IrtDatabase(dg.ConfigurableResource):
         with self.connection() as conn:
             return list(storage.runs_of_bank(conn, item_bank))
 
-    def latest_parameters(self, item_id: str) -> dict[str, Any] | None:
+    def latest_parameters(self, item_id: str) -> IrtItemParameters | None:
         with self.connection() as conn:
             return storage.latest_parameters(conn, item_id)
+
+    def run_parameters(self, run_id: str) -> list[IrtItemParameters]:
+        with self.connection() as conn:
+            return storage.run_parameters(conn, run_id)
 
     # -- the audit row -------------------------------------------------------------------
     def start_run(self, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None) -> str:

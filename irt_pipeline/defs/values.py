@@ -12,7 +12,7 @@ item count once: the FIRST attempt (storage.read_attempts already returns first 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from irt_pipeline.defs.config import CalibrationSettings
 from irt_pipeline.engine import CalibrationResult
+from irt_pipeline.models import IrtSkippedItem
 
 # IrtSkippedItem.reason values.
 REASON_INSUFFICIENT_RESPONSES = "insufficient_responses"  # fewer than min_responses responses
@@ -37,16 +38,7 @@ PARAMETER_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class SkippedItem:
-    """The brief's IrtSkippedItem."""
-
-    item_id: str
-    reason: str
-    response_count: int
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+SkippedItem = IrtSkippedItem  # the brief's shape, defined once in irt_pipeline/models.py
 
 
 @dataclass(frozen=True)
@@ -196,16 +188,16 @@ def select_eligible(response_matrix: ResponseMatrix) -> EligibleItems:
             if item in index:
                 candidates.append(index[item])
             else:
-                skipped.append(SkippedItem(item, REASON_NOT_IN_BANK, 0))
+                skipped.append(SkippedItem(item_id=item, reason=REASON_NOT_IN_BANK, response_count=0))
     counts = response_matrix.response_counts
     correct = column_correct(response_matrix.matrix)
     eligible: list[int] = []
     for j in candidates:
         item, n, k = response_matrix.item_ids[j], int(counts[j]), int(correct[j])
         if n < settings.min_responses:
-            skipped.append(SkippedItem(item, REASON_INSUFFICIENT_RESPONSES, n))
+            skipped.append(SkippedItem(item_id=item, reason=REASON_INSUFFICIENT_RESPONSES, response_count=n))
         elif k == 0 or k == n:
-            skipped.append(SkippedItem(item, REASON_NO_VARIANCE, n))
+            skipped.append(SkippedItem(item_id=item, reason=REASON_NO_VARIANCE, response_count=n))
         else:
             eligible.append(j)
     reduced = response_matrix.matrix[:, eligible].tocsr()

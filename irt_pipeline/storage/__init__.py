@@ -8,7 +8,7 @@ from irt_pipeline.storage.connection import connect
 from irt_pipeline.storage.demo import seed_demo
 from irt_pipeline.storage.embedded import database_url
 from irt_pipeline.storage.migrate import apply_migrations
-from irt_pipeline.storage.parameters import latest_parameters
+from irt_pipeline.storage.parameters import latest_parameters, run_parameters
 from irt_pipeline.storage.runs import (
     fail_run,
     fail_runs_of_dagster_run,
@@ -32,5 +32,6 @@ __all__ = [
     "get_run",
     "runs_of_bank",
     "latest_parameters",
+    "run_parameters",
     "seed_demo",
 ]

@@ -8,7 +8,8 @@ import sys
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from irt_pipeline.errors import IrtError
+from irt_pipeline.errors import IrtError, ItemNotFoundError
+from irt_pipeline.models import Envelope
 from irt_pipeline.storage.connection import connect
 from irt_pipeline.storage.demo import seed_demo
 from irt_pipeline.storage.embedded import database_url
@@ -51,7 +52,8 @@ def seed_demo_command(*, bank: str, n_items: int, n_students: int, seed: int) ->
 
 
 def parameters_command(item_id: str) -> int:
-    """Print the item's latest parameters as JSON; ITEM_NOT_FOUND on stderr and 1 without any."""
+    """Print the brief's envelope: {"data": IrtItemParameters, "error": null} and exit 0, or
+    {"data": null, "error": {"code": "ITEM_NOT_FOUND", ...}} (also on stderr) and exit 1."""
     hint = ""
     try:
         with connect() as conn:
@@ -59,7 +61,9 @@ def parameters_command(item_id: str) -> int:
     except psycopg.errors.UndefinedTable:
         parameters, hint = None, " (the database has no calibration tables: run `irt-pipeline migrate`)"
     if parameters is None:
-        print(f"ITEM_NOT_FOUND: no calibrated parameters for item {item_id}{hint}", file=sys.stderr)
+        error = ItemNotFoundError(f"no calibrated parameters for item {item_id}{hint}")
+        print(Envelope.failure(error).model_dump_json(indent=2))
+        print(error, file=sys.stderr)
         return 1
-    print(json.dumps(parameters, indent=2))
+    print(Envelope.ok(parameters).model_dump_json(indent=2))
     return 0

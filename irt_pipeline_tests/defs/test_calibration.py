@@ -212,10 +212,10 @@ def test_latest_parameters_of_a_calibrated_item(database_url, instance, calibrat
     item = item_uuid("item-001")
     params = IrtDatabase(url=database_url).latest_parameters(item)
     assert params is not None
-    assert params["item_id"] == item and params["calibration_run_id"] == latest_run
+    assert params.item_id == item and params.calibration_run_id == latest_run
     (row,) = [r for r in parameter_rows(database_url, latest_run) if str(r["item_id"]) == item]
-    assert params["a"] == pytest.approx(row["a"]) and params["is_flagged"] == row["is_flagged"]
-    assert params["calibrated_at"].endswith("Z")
+    assert params.a == pytest.approx(row["a"]) and params.is_flagged == row["is_flagged"]
+    assert params.model_dump(mode="json")["calibrated_at"].endswith("Z")
 
 
 def test_latest_parameters_of_an_uncalibrated_item_is_not_found(shared):
@@ -238,7 +238,7 @@ def test_parameters_come_only_from_completed_runs(database_url, instance, calibr
     failed = run_job(calibration_job, instance, database_url, bank.name)
     assert not failed.success
     params = IrtDatabase(url=database_url).latest_parameters(item_uuid("item-002"))
-    assert params is not None and params["calibration_run_id"] == first_run
+    assert params is not None and params.calibration_run_id == first_run
 
 
 def test_item_parameters_value_carries_the_engine_result(shared):

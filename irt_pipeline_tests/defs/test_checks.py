@@ -32,7 +32,7 @@ def _stats(rows: list[dict]) -> FitStatistics:
         calibration_run_id="00000000-0000-4000-8000-000000000001",
         item_bank="b",
         table=pd.DataFrame(rows, columns=list(PARAMETER_COLUMNS)),
-        skipped=(SkippedItem("x", "no_variance", 3),),
+        skipped=(SkippedItem(item_id="x", reason="no_variance", response_count=3),),
         convergence_achieved=True,
         iterations_used=3,
         log_likelihood=-10.0,

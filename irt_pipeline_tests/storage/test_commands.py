@@ -63,12 +63,13 @@ def test_parameters_command_prints_json_or_item_not_found(monkeypatch, capsys, d
         expected = storage.latest_parameters(conn, items[0])
 
     assert main(["parameters", items[0]]) == 0
-    assert json.loads(capsys.readouterr().out) == expected
+    assert json.loads(capsys.readouterr().out) == {"data": expected.model_dump(mode="json"), "error": None}
 
     unknown = new_id()
     assert parameters_command(unknown) == 1
     captured = capsys.readouterr()
-    assert captured.out == ""
+    assert json.loads(captured.out) == {"data": None, "error": {
+        "code": "ITEM_NOT_FOUND", "message": f"no calibrated parameters for item {unknown}"}}
     assert captured.err == f"ITEM_NOT_FOUND: no calibrated parameters for item {unknown}\n"
     assert parameters_command("uuid-1") == 1
     assert "ITEM_NOT_FOUND" in capsys.readouterr().err
