@@ -49,9 +49,11 @@ def test_every_asset_is_partitioned_by_item_bank_and_documented():
     assert not pools["response_matrix"] and not pools["eligible_items"]
 
 
-def test_failure_sensors_are_defined():
-    names = {s.name for s in defs().sensors}
-    assert names == {"calibration_run_failure_sensor", "calibration_run_canceled_sensor"}
+def test_sensors_and_schedules_are_defined():
+    d = defs()
+    names = {s.name for s in d.sensors}  # a superset check: other modules may add sensors
+    assert {"calibration_run_failure_sensor", "calibration_run_canceled_sensor", "exam_import_sensor"} <= names
+    assert {s.name for s in d.schedules} == {"weekly_recalibration"}
 
 
 def test_dg_check_defs_passes(tmp_path):
