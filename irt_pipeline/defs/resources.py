@@ -4,6 +4,9 @@
 connection, calls one storage function and closes the connection, so the assets, the failure
 hook and the failure sensor share the same code paths and tests can bind
 ``IrtDatabase(url=database_url)`` to a scratch database.
+
+The exception is the connection of `start_run`: it holds the run's lease and stays open
+(storage/leases.py) until the run is published or failed, or the process exits.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import Field
 
 from irt_pipeline import storage
 from irt_pipeline.models import IrtItemParameters
+from irt_pipeline.storage import leases
 
 DATABASE_URL_ENV = "IRT_DATABASE_URL"
 RESOURCE_KEY = "irt_db"
@@ -81,16 +85,24 @@ class IrtDatabase(dg.ConfigurableResource):
 
     # -- the audit row -------------------------------------------------------------------
     def start_run(self, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None) -> str:
-        with self.connection() as conn:
-            return storage.start_run(conn, item_bank=item_bank, config=config, dagster_run_id=dagster_run_id)
+        """storage.start_run on a connection kept open as the run's lease (storage/leases.py)."""
+        return leases.start_leased_run(
+            self.resolved_url(), item_bank=item_bank, config=config, dagster_run_id=dagster_run_id
+        )
 
     def fail_run(self, run_id: str, error: str) -> bool:
-        with self.connection() as conn:
-            return storage.fail_run(conn, run_id, error)
+        try:
+            with self.connection() as conn:
+                return storage.fail_run(conn, run_id, error)
+        finally:
+            leases.release(run_id)
 
     def fail_runs_of_dagster_run(self, dagster_run_id: str, error: str) -> int:
-        with self.connection() as conn:
-            return storage.fail_runs_of_dagster_run(conn, dagster_run_id, error)
+        try:
+            with self.connection() as conn:
+                return storage.fail_runs_of_dagster_run(conn, dagster_run_id, error)
+        finally:
+            leases.release_dagster_run(dagster_run_id)
 
     def publish_calibration(
         self,
@@ -104,7 +116,9 @@ class IrtDatabase(dg.ConfigurableResource):
         iterations_used: int,
         elapsed_seconds: float,
     ) -> int:
-        with self.connection() as conn:
+        # on the run's lease: this process's lease connection, or the lease taken up from the
+        # process that started the run (a killed writer then leaves a sweepable row at once)
+        with leases.take_connection(self.resolved_url(), run_id) as conn:
             return storage.publish_calibration(
                 conn,
                 run_id,

@@ -165,9 +165,9 @@ def test_no_item_meets_min_responses_fails_with_insufficient_data(database_url, 
 
 
 def test_calibration_in_progress_fails_and_writes_nothing(database_url, instance, calibration_job, bank):
-    with storage.connect(database_url) as conn:
+    with storage.connect(database_url) as conn:  # open: its session holds the other run's lease
         other = storage.start_run(conn, item_bank=bank.name, config={"model": "3pl"}, dagster_run_id="another-run")
-    result = run_job(calibration_job, instance, database_url, bank.name)
+        result = run_job(calibration_job, instance, database_url, bank.name)
     assert not result.success
     assert "CALIBRATION_IN_PROGRESS" in failure_text(result)
     assert [e.step_key for e in result.get_step_failure_events()] == ["item_parameters"]

@@ -86,9 +86,9 @@ def test_insufficient_data_exits_3(database_url, instance):
 
 def test_calibration_in_progress_exits_4(database_url, instance):
     bank = load_standard_bank(database_url)
-    with storage.connect(database_url) as conn:
+    with storage.connect(database_url) as conn:  # open: its session holds the other run's lease
         storage.start_run(conn, item_bank=bank.name, config={"model": "3pl"}, dagster_run_id="elsewhere")
-    code, _, err = _calibrate(database_url, instance, bank.name)
+        code, _, err = _calibrate(database_url, instance, bank.name)
     assert code == 4
     assert err.startswith("CALIBRATION_IN_PROGRESS: ")
     assert parameter_rows(database_url) == []

@@ -60,6 +60,7 @@ def test_second_running_run_of_a_bank_is_refused_and_leaves_nothing(conn):
 def test_concurrent_starts_of_one_bank_let_exactly_one_run(database_url):
     outcomes: list[str] = []
     barrier = threading.Barrier(4)
+    done = threading.Barrier(4)
 
     def attempt() -> None:
         with storage.connect(database_url) as own:
@@ -68,6 +69,9 @@ def test_concurrent_starts_of_one_bank_let_exactly_one_run(database_url):
                 outcomes.append(storage.start_run(own, item_bank="busy", config=CONFIG, dagster_run_id=None))
             except CalibrationInProgressError:
                 outcomes.append("refused")
+            # the winner's session holds its run's lease: closing it before the others have
+            # tried would end that run (a later start then legitimately sweeps it as dead)
+            done.wait()
 
     threads = [threading.Thread(target=attempt) for _ in range(4)]
     for thread in threads:
