@@ -8,15 +8,21 @@ Only the last asset publishes; the blocking check on ``fit_statistics`` audits t
 id; when no item is eligible, ``eligible_items`` writes the failed row itself (see its
 docstring). A failing step marks the row ``failed`` through the job's failure hook and the
 run-failure sensor (hooks.py, sensors.py).
+
+Pictures on the asset pages (plots.py, PNG in markdown metadata): ``item_parameters`` shows the
+EM convergence; ``fit_statistics`` the a-vs-b scatter with flagged items marked, the item
+characteristic curves of the flagged items and a table of them.
 """
 
 # No `from __future__ import annotations` here: Dagster reads these annotations at import time
 # (Config class, resource and input types) and cannot resolve postponed (string) ones.
 import time
+from collections.abc import Callable
 
 import dagster as dg
 
 from irt_pipeline import errors
+from irt_pipeline.defs.backfills import calibration_backfill_policy
 from irt_pipeline.defs.checks import (
     FIT_STATISTICS_CHECKS,
     ITEM_PARAMETERS_CHECKS,
@@ -26,7 +32,8 @@ from irt_pipeline.defs.checks import (
 )
 from irt_pipeline.defs.config import CalibrationConfig
 from irt_pipeline.defs.partitions import item_bank_partitions
-from irt_pipeline.defs.reporting import id_list, skipped_table, summary_markdown
+from irt_pipeline.defs import plots
+from irt_pipeline.defs.reporting import flagged_items_markdown, id_list, skipped_table, summary_markdown
 from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline.defs.values import (
     FIT_LOWER,
@@ -50,11 +57,27 @@ PROGRESS_EVERY = 5        # log the EM progress every this many iterations
 SUPABASE_WRITES = dg.AssetKey("supabase_writes")
 
 
+def _pictures(context: dg.AssetExecutionContext, drawings: dict[str, Callable[[], str | None]]) -> dict:
+    """Markdown metadata from plots.py; a drawing that fails is logged and left out (a picture
+    never fails a calibration)."""
+    metadata = {}
+    for key, draw in drawings.items():
+        try:
+            markdown = draw()
+        except Exception as exc:
+            context.log.warning(f"metadata picture {key!r} not drawn: {type(exc).__name__}: {exc}")
+            continue
+        if markdown:
+            metadata[key] = dg.MetadataValue.md(markdown)
+    return metadata
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"postgres", "scipy"},
     owners=OWNERS,
     partitions_def=item_bank_partitions,
+    backfill_policy=calibration_backfill_policy,
 )
 def response_matrix(
     context: dg.AssetExecutionContext, config: CalibrationConfig, irt_db: IrtDatabase
@@ -86,6 +109,7 @@ def response_matrix(
     kinds={"python", "scipy"},
     owners=OWNERS,
     partitions_def=item_bank_partitions,
+    backfill_policy=calibration_backfill_policy,
 )
 def eligible_items(
     context: dg.AssetExecutionContext, irt_db: IrtDatabase, response_matrix: ResponseMatrix
@@ -135,6 +159,7 @@ def eligible_items(
     kinds={"python", "numpy"},
     owners=OWNERS,
     partitions_def=item_bank_partitions,
+    backfill_policy=calibration_backfill_policy,
     pool=POOL,
     check_specs=ITEM_PARAMETERS_CHECKS,
     dagster_type=dg.PythonObjectDagsterType(ItemParameters),  # the value inside MaterializeResult
@@ -213,6 +238,11 @@ def item_parameters(
                      "a_se": result.a_se, "b_se": result.b_se, "c_se": result.c_se}
                 )
             ),
+            **_pictures(context, {
+                "convergence_plot": lambda: plots.convergence_plot(
+                    result.log_likelihood_trace, result.max_change_trace, settings.convergence_threshold
+                ),
+            }),
         },
     )
 
@@ -222,6 +252,7 @@ def item_parameters(
     kinds={"python", "pandas"},
     owners=OWNERS,
     partitions_def=item_bank_partitions,
+    backfill_policy=calibration_backfill_policy,
     pool=POOL,
     check_specs=FIT_STATISTICS_CHECKS,
     dagster_type=dg.PythonObjectDagsterType(FitStatistics),  # the value inside MaterializeResult
@@ -268,6 +299,14 @@ def fit_statistics(
             "fit_summary": dg.MetadataValue.md(
                 summary_markdown({"infit_mnsq": fit.infit_mnsq, "outfit_mnsq": fit.outfit_mnsq})
             ),
+            "flagged_items_table": dg.MetadataValue.md(flagged_items_markdown(table)),
+            **_pictures(context, {
+                "a_vs_b_plot": lambda: plots.parameter_scatter(result.a, result.b, flagged),
+                "flagged_icc_plot": lambda: plots.flagged_icc_plot(
+                    eligible_items.matrix, result, eligible_items.item_ids,
+                    fit.infit_mnsq, fit.outfit_mnsq, flagged,
+                ),
+            }),
             "dagster/row_count": stats.items_calibrated,
         },
     )
@@ -278,6 +317,7 @@ def fit_statistics(
     kinds={"postgres", "supabase"},
     owners=OWNERS,
     partitions_def=item_bank_partitions,
+    backfill_policy=calibration_backfill_policy,
     pool=POOL,
 )
 def supabase_writes(

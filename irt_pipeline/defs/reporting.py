@@ -1,4 +1,5 @@
-"""Metadata helpers: small markdown tables and table metadata shown on the asset pages."""
+"""Metadata helpers: small markdown tables and table metadata shown on the asset pages
+(the pictures are in plots.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
-from irt_pipeline.defs.values import SkippedItem
+from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, SkippedItem
 
 MAX_LISTED = 200  # ids listed in one metadata entry; the event log stores every entry
 
@@ -49,3 +51,30 @@ def skipped_table(skipped: Sequence[SkippedItem]) -> dg.TableMetadataValue:
 
 def id_list(ids: Sequence[str]) -> dg.JsonMetadataValue:
     return dg.MetadataValue.json(list(ids)[:MAX_LISTED])
+
+
+FLAGGED_TABLE_ROWS = 25  # rows of the flagged-items table (the most extreme first)
+
+
+def flagged_items_markdown(table: pd.DataFrame, limit: int = FLAGGED_TABLE_ROWS) -> str:
+    """| item_id | a | b | c | infit | outfit | responses | of the flagged rows of a parameter
+    table, the largest |log MNSQ| first; a sentence when nothing is flagged."""
+    flagged = table.loc[table["is_flagged"]]
+    if flagged.empty:
+        return f"No item flagged: every infit and outfit MNSQ lies within {FIT_LOWER}-{FIT_UPPER}."
+    with np.errstate(divide="ignore", invalid="ignore"):
+        severity = np.maximum(np.abs(np.log(flagged["infit_mnsq"].to_numpy(dtype=float))),
+                              np.abs(np.log(flagged["outfit_mnsq"].to_numpy(dtype=float))))
+    order = np.argsort(-np.nan_to_num(severity, nan=np.inf), kind="stable")
+    lines = [
+        "| item_id | a | b | c | infit MNSQ | outfit MNSQ | responses |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in flagged.iloc[order[:limit]].itertuples(index=False):
+        lines.append(
+            f"| {row.item_id} | {_fmt(row.a)} | {_fmt(row.b)} | {_fmt(row.c)} | "
+            f"{_fmt(row.infit_mnsq)} | {_fmt(row.outfit_mnsq)} | {int(row.response_count)} |"
+        )
+    if len(flagged) > limit:
+        lines.append(f"\n{len(flagged) - limit} more flagged item(s) not shown (see flagged_items).")
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""Pictures of a calibration for the asset pages, as markdown image strings (PNG, base64).
+
+No Dagster and no pyplot here: each function draws on its own `matplotlib.figure.Figure`
+(the Agg canvas, no display, no global state, safe in any thread) and returns
+``![alt](data:image/png;base64,...)``, which the assets wrap in ``MetadataValue.md``. The images
+live in the event log, so they are kept small (about 600 x 330 px, a few tens of kB).
+
+* `convergence_plot`: marginal log-likelihood and largest parameter change by EM iteration;
+* `parameter_scatter`: discrimination a against difficulty b, flagged items marked;
+* `flagged_icc_plot`: item characteristic curves of the flagged items, with the observed
+  proportion correct of the students who answered each item, grouped by ability (EAP), so the
+  misfit can be seen (a Guttman step against a smooth 3PL curve, say).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+
+from irt_pipeline.engine import CalibrationResult
+from irt_pipeline.engine.estep import posterior_moments
+from irt_pipeline.engine.responses import prepare_responses
+
+DPI = 80
+PALETTE_COLORS = 64
+WIDE = (7.5, 4.1)      # inches at DPI: 600 x 328 px
+MAX_ICC_ITEMS = 6      # flagged items drawn (the most extreme by mean square)
+ABILITY_GROUPS = 8     # students per flagged item grouped by EAP quantiles
+FLAG_COLOR, ITEM_COLOR = "#d62728", "#1f77b4"
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as a PNG with a 64-colour palette (a third of the size of full colour)."""
+    raw = io.BytesIO()
+    fig.savefig(raw, format="png", dpi=DPI, bbox_inches="tight")
+    raw.seek(0)
+    with Image.open(raw) as image:
+        small = image.convert("RGB").quantize(colors=PALETTE_COLORS)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def image_markdown(fig: Figure, alt: str) -> str:
+    """The figure as a markdown image with a base64 PNG data URI."""
+    data = base64.b64encode(png_bytes(fig)).decode("ascii")
+    return f"![{alt}](data:image/png;base64,{data})"
+
+
+def short_id(item_id: str) -> str:
+    return str(item_id)[:8]
+
+
+def convergence_plot(
+    log_likelihood_trace: Sequence[float], max_change_trace: Sequence[float], threshold: float
+) -> str:
+    """Log-likelihood by iteration (left) and the largest |change| of a, b, c (right, log scale)."""
+    ll = np.asarray(log_likelihood_trace, dtype=float)
+    change = np.asarray(max_change_trace, dtype=float)
+    fig = Figure(figsize=WIDE)
+    left, right = fig.subplots(1, 2)
+    left.plot(np.arange(1, ll.size + 1), ll, marker="o", markersize=3, color=ITEM_COLOR)
+    left.set(title="Marginal log-likelihood", xlabel="EM iteration", ylabel="log-likelihood")
+    left.ticklabel_format(axis="y", style="plain", useOffset=False)
+    positive = np.where(change > 0, change, np.nan)
+    right.semilogy(np.arange(1, change.size + 1), positive, marker="o", markersize=3, color=ITEM_COLOR)
+    right.axhline(threshold, color=FLAG_COLOR, linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    right.set(title="Largest parameter change", xlabel="EM iteration")
+    right.legend(loc="upper right", fontsize="small")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return image_markdown(fig, "EM convergence")
+
+
+def parameter_scatter(a: np.ndarray, b: np.ndarray, flagged: np.ndarray | None = None) -> str:
+    """a against b; flagged items as red crosses."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    flagged = np.zeros(a.size, dtype=bool) if flagged is None else np.asarray(flagged, dtype=bool)
+    fig = Figure(figsize=WIDE)
+    ax = fig.subplots()
+    ok = ~flagged
+    ax.scatter(b[ok], a[ok], s=10, alpha=0.6, color=ITEM_COLOR, label=f"fitting ({int(ok.sum())})")
+    if flagged.any():
+        ax.scatter(b[flagged], a[flagged], s=45, marker="x", color=FLAG_COLOR,
+                   label=f"flagged, MNSQ outside 0.7-1.3 ({int(flagged.sum())})")
+    ax.set(title="Discrimination against difficulty", xlabel="difficulty b", ylabel="discrimination a")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return image_markdown(fig, "a vs b")
+
+
+def ability_estimates(matrix: sp.spmatrix, result: CalibrationResult) -> np.ndarray:
+    """EAP theta per student (row of `matrix`) under the calibrated items."""
+    data = prepare_responses(matrix)
+    eap, _ = posterior_moments(data, result.a, result.b, result.c, result.nodes, result.weights)
+    return eap
+
+
+def most_extreme(infit: np.ndarray, outfit: np.ndarray, flagged: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of up to `limit` flagged items, the largest |log MNSQ| first."""
+    idx = np.flatnonzero(np.asarray(flagged, dtype=bool))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        severity = np.maximum(np.abs(np.log(infit[idx])), np.abs(np.log(outfit[idx])))
+    severity = np.nan_to_num(severity, nan=np.inf)
+    return idx[np.argsort(-severity, kind="stable")][:limit]
+
+
+def flagged_icc_plot(
+    matrix: sp.spmatrix,
+    result: CalibrationResult,
+    item_ids: Sequence[str],
+    infit: np.ndarray,
+    outfit: np.ndarray,
+    flagged: np.ndarray,
+    theta: np.ndarray | None = None,
+) -> str | None:
+    """Model ICC and observed proportion correct by ability group, per flagged item (None if none)."""
+    columns = most_extreme(np.asarray(infit), np.asarray(outfit), flagged, MAX_ICC_ITEMS)
+    if columns.size == 0:
+        return None
+    csc = sp.csc_matrix(matrix)
+    theta = ability_estimates(matrix, result) if theta is None else np.asarray(theta)
+    grid = np.linspace(-4, 4, 161)
+    n_cols = min(3, columns.size)
+    n_rows = int(np.ceil(columns.size / n_cols))
+    fig = Figure(figsize=(2.6 * n_cols, 2.2 * n_rows + 0.3))
+    axes = np.atleast_1d(fig.subplots(n_rows, n_cols, sharex=True, sharey=True)).ravel()
+    for ax, j in zip(axes, columns):
+        a, b, c = float(result.a[j]), float(result.b[j]), float(result.c[j])
+        ax.plot(grid, c + (1 - c) / (1 + np.exp(-a * (grid - b))), color=ITEM_COLOR, linewidth=1.5)
+        rows = csc.indices[csc.indptr[j]:csc.indptr[j + 1]]
+        correct = csc.data[csc.indptr[j]:csc.indptr[j + 1]] > 0
+        if rows.size:
+            t = theta[rows]
+            edges = np.unique(np.quantile(t, np.linspace(0, 1, ABILITY_GROUPS + 1)))
+            group = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, max(edges.size - 2, 0))
+            for g in np.unique(group):
+                in_g = group == g
+                ax.scatter(t[in_g].mean(), correct[in_g].mean(), s=12 + 40 * in_g.sum() / rows.size,
+                           color=FLAG_COLOR, zorder=3)
+        ax.set_title(f"{short_id(item_ids[j])}  in {infit[j]:.2f} / out {outfit[j]:.2f}", fontsize="small")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    for ax in axes[columns.size:]:
+        ax.set_visible(False)
+    fig.supxlabel("ability (theta)", fontsize="small")
+    fig.supylabel("P(correct)", fontsize="small")
+    fig.suptitle("Flagged items: 3PL curve (line) and observed proportion by ability group (dots)",
+                 fontsize="small")
+    fig.tight_layout()
+    return image_markdown(fig, "ICCs of flagged items")

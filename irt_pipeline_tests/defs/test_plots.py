@@ -1,0 +1,119 @@
+"""Pictures and flagged-item tables on the asset pages (plots.py, reporting.py, the assets)."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from irt_pipeline.defs import assets as assets_module
+from irt_pipeline.defs import plots
+from irt_pipeline.defs.reporting import flagged_items_markdown
+from irt_pipeline.engine import calibrate_3pl, item_fit
+from irt_pipeline_tests.brief_fixtures import item_uuid
+from irt_pipeline_tests.defs.conftest import failure_text, load_standard_bank, run_job
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_PNG_BYTES = 40_000  # stored in the event log with every materialization
+
+
+def png_of(markdown: str) -> bytes:
+    match = re.fullmatch(r"!\[[^\]]+\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    assert match, markdown[:80]
+    return base64.b64decode(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    """400 students x 25 items: 24 from the 3PL and one Guttman step (flagged)."""
+    rng = np.random.default_rng(3)
+    theta = rng.normal(size=400)
+    a, b, c = rng.uniform(0.8, 1.8, 24), rng.normal(size=24), np.full(24, 0.15)
+    p = c + (1 - c) / (1 + np.exp(-a * (theta[:, None] - b)))
+    dense = np.column_stack([(rng.random(p.shape) < p), theta > 0.1]).astype(float)
+    matrix = sp.csr_matrix(np.where(dense > 0, 1.0, -1.0))
+    result = calibrate_3pl(matrix)
+    fit = item_fit(matrix, result)
+    return matrix, result, fit, fit.flagged()
+
+
+def test_convergence_plot_is_a_small_png(calibrated):
+    _, result, _, _ = calibrated
+    data = png_of(plots.convergence_plot(result.log_likelihood_trace, result.max_change_trace, 0.001))
+    assert data.startswith(PNG_MAGIC) and len(data) < MAX_PNG_BYTES
+
+
+def test_scatter_marks_flagged_items(calibrated):
+    _, result, _, flagged = calibrated
+    assert flagged[-1] and flagged.sum() == 1
+    data = png_of(plots.parameter_scatter(result.a, result.b, flagged))
+    assert data.startswith(PNG_MAGIC) and len(data) < MAX_PNG_BYTES
+    assert png_of(plots.parameter_scatter(result.a, result.b)).startswith(PNG_MAGIC)  # nothing flagged
+
+
+def test_icc_plot_draws_the_flagged_items_only(calibrated):
+    matrix, result, fit, flagged = calibrated
+    ids = [f"item-{j}" for j in range(matrix.shape[1])]
+    markdown = plots.flagged_icc_plot(matrix, result, ids, fit.infit_mnsq, fit.outfit_mnsq, flagged)
+    data = png_of(markdown)
+    assert data.startswith(PNG_MAGIC) and len(data) < MAX_PNG_BYTES
+    none = np.zeros_like(flagged)
+    assert plots.flagged_icc_plot(matrix, result, ids, fit.infit_mnsq, fit.outfit_mnsq, none) is None
+
+
+def test_most_extreme_orders_by_mean_square():
+    infit = np.array([1.0, 0.6, 1.5, 0.9])
+    outfit = np.array([1.0, 0.65, 1.1, 0.3])
+    flagged = np.array([False, True, True, True])
+    assert plots.most_extreme(infit, outfit, flagged, limit=2).tolist() == [3, 1]
+
+
+def test_flagged_items_table():
+    table = pd.DataFrame({
+        "item_id": ["i1", "i2", "i3"], "a": [1.0, 3.0, 0.5], "b": [0.0, 1.0, -1.0], "c": [0.1, 0.0, 0.2],
+        "infit_mnsq": [1.0, 0.5, 1.4], "outfit_mnsq": [1.0, 0.2, 1.2], "is_flagged": [False, True, True],
+        "response_count": [200, 300, 400],
+    })
+    lines = flagged_items_markdown(table).splitlines()
+    assert lines[0].startswith("| item_id | a | b | c | infit MNSQ | outfit MNSQ | responses |")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["i2", "i3"]  # |log 0.2| first
+    assert "| i2 | 3.000 | 1.000 | 0.000 | 0.500 | 0.200 | 300 |" in lines
+    assert "1 more flagged item(s) not shown" in flagged_items_markdown(table, limit=1)
+    assert flagged_items_markdown(table.assign(is_flagged=False)).startswith("No item flagged")
+
+
+def _metadata(result, asset: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return event.materialization.metadata
+
+
+@pytest.mark.db
+def test_the_asset_pages_carry_the_pictures_and_the_table(database_url, instance, calibration_job):
+    bank = load_standard_bank(database_url, n_students=300)
+    result = run_job(calibration_job, instance, database_url, bank.name)
+    assert result.success, failure_text(result)
+    params = _metadata(result, "item_parameters")
+    assert png_of(params["convergence_plot"].value).startswith(PNG_MAGIC)
+    fit = _metadata(result, "fit_statistics")
+    for key in ("a_vs_b_plot", "flagged_icc_plot"):
+        assert png_of(fit[key].value).startswith(PNG_MAGIC)
+    assert item_uuid(bank.misfit) in fit["flagged_items_table"].value
+
+
+@pytest.mark.db
+def test_a_picture_that_fails_is_left_out_and_the_run_succeeds(database_url, instance, calibration_job, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no canvas")
+
+    monkeypatch.setattr(assets_module.plots, "parameter_scatter", broken)
+    bank = load_standard_bank(database_url, n_students=300)
+    result = run_job(calibration_job, instance, database_url, bank.name)
+    assert result.success, failure_text(result)
+    fit = _metadata(result, "fit_statistics")
+    assert "a_vs_b_plot" not in fit and "flagged_icc_plot" in fit
+    warnings = [e.message for e in instance.all_logs(result.run_id) if "not drawn" in (e.user_message or "")]
+    assert warnings, "the failed picture is logged"
