@@ -14,11 +14,15 @@ from irt_pipeline.storage._ids import parse_uuid
 ATTEMPT_COLUMNS = ("student_id", "item_id", "correct")
 
 # One row per (student, item): the first attempt (earliest attempted_at, ties by id).
+# Our migration declares student_id and correct NOT NULL; where the exam import created
+# student_attempts without those constraints, an attempt with no student or no grade is not a
+# response: it is left out (the first GRADED attempt counts), never read as a value. Attempts on
+# items that are not in `items` (no foreign key there) are left out by the join.
 _FIRST_ATTEMPTS = """
 SELECT DISTINCT ON (a.student_id, a.item_id) a.student_id, a.item_id, a.correct::int
 FROM student_attempts a
 JOIN items i ON i.id = a.item_id
-WHERE i.item_bank = %(bank)s {item_filter}
+WHERE i.item_bank = %(bank)s AND a.student_id IS NOT NULL AND a.correct IS NOT NULL {item_filter}
 ORDER BY a.student_id, a.item_id, a.attempted_at, a.id
 """
 
