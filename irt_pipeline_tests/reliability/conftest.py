@@ -6,6 +6,7 @@ migrated database per test; the embedded server, or IRT_TEST_DATABASE_URL in CI)
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import psycopg
 import pytest
 
 from irt_pipeline.defs.jobs import JOB_NAME
+from irt_pipeline.defs.launch import calibrate_command
+from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline_tests.defs.conftest import load_matrix, query, simulate_3pl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +95,17 @@ def sessions(url: str, application_name_like: str = "irt-pipeline%") -> list[dic
         " WHERE datname = current_database() AND application_name LIKE %s AND pid <> pg_backend_pid()",
         [application_name_like],
     )
+
+
+def calibrate(database_url: str, instance: dg.DagsterInstance, bank: str, **overrides) -> tuple[int, str, str]:
+    """`irt-pipeline calibrate` in this process (the CLI's code path with a test instance):
+    (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    options = dict(min_responses=None, max_iterations=None, convergence_threshold=None, item_ids=None)
+    options.update(overrides)
+    code = calibrate_command(bank=bank, database=IrtDatabase(url=database_url), instance=instance,
+                             out=out, err=err, **options)
+    return code, out.getvalue(), err.getvalue()
 
 
 # -- the CLI in a child process ---------------------------------------------------------------

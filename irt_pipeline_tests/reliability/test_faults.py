@@ -8,7 +8,6 @@ set of parameters from the run that succeeds.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 
@@ -17,13 +16,12 @@ import pytest
 
 from irt_pipeline import storage
 from irt_pipeline.defs.jobs import JOB_NAME
-from irt_pipeline.defs.launch import calibrate_command
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.stale_runs import stale_calibration_runs_sensor
 from irt_pipeline.errors import CalibrationFailedError
 from irt_pipeline.storage.runs import LEASE_NAMESPACE, fail_stale_runs, lease_key
 from irt_pipeline_tests.defs.conftest import item_uuid, load_standard_bank, parameter_rows, query, runs
-from irt_pipeline_tests.reliability.conftest import CliProcess, TableLock, sessions, wait_for
+from irt_pipeline_tests.reliability.conftest import CliProcess, TableLock, calibrate, sessions, wait_for
 from irt_pipeline_tests.storage.helpers import add_items, parameter_frame, publish
 
 pytestmark = pytest.mark.db
@@ -34,16 +32,6 @@ def calibration_job_from_the_code_location() -> dg.JobDefinition:
     from irt_pipeline.definitions import defs
 
     return defs().resolve_job_def(JOB_NAME)
-
-
-def calibrate(database_url: str, instance: dg.DagsterInstance, bank: str, **overrides) -> tuple[int, str, str]:
-    """`irt-pipeline calibrate` in this process (the CLI's code path with a test instance)."""
-    out, err = io.StringIO(), io.StringIO()
-    options = dict(min_responses=None, max_iterations=None, convergence_threshold=None, item_ids=None)
-    options.update(overrides)
-    code = calibrate_command(bank=bank, database=IrtDatabase(url=database_url), instance=instance,
-                             out=out, err=err, **options)
-    return code, out.getvalue(), err.getvalue()
 
 
 def lease_is_held(database_url: str, run_id: str) -> bool:
