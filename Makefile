@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test test-db bench dev clean types typecheck
+.PHONY: venv demo test test-db bench dev e2e clean types typecheck
 
 $(BIN)/irt-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,17 @@ bench: venv
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_storage.py
 
-## The Dagster UI and daemon on http://127.0.0.1:3000 against the embedded database.
+## The Dagster UI and daemon (one command) on http://127.0.0.1:3000: instance in DAGSTER_HOME
+## (.dagster_home, SQLite, configured by dagster.local.yaml), data in the embedded database.
 dev: venv $(DAGSTER_HOME)
+	@grep -qs '^run_monitoring:' $(DAGSTER_HOME)/dagster.yaml || cp dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/irt-pipeline migrate
-	$(BIN)/dagster dev -m irt_pipeline.definitions -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## The browser test: `dagster dev` on the demo bank, driven in headless Debian Chromium
+## (apt-get install chromium chromium-driver); screenshots in e2e-artifacts/.
+e2e: venv
+	$(BIN)/pytest -q -m e2e
 
 ## Regenerate packages/types/src/student/irt.types.ts from irt_pipeline/models.py.
 types: venv
