@@ -8,6 +8,9 @@ steps execute in process (run config) to keep the test quick.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,3 +106,25 @@ def test_a_backfill_over_three_banks_materializes_each_in_its_own_run(database_u
         (row,) = runs(database_url, bank)  # one audit row per bank, completed by that bank's run
         assert row["status"] == "completed" and row["dagster_run_id"] == run_of_bank[bank]
         assert len(parameter_rows(database_url, row["id"])) == row["items_calibrated"] > 0
+
+
+def test_the_readme_cli_backfill_queues_one_run_of_the_job_per_bank(tmp_path):
+    """`dagster job backfill -w workspace.yaml -j calibration_job --partitions ...` (README)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.local.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("item_bank", ["bank-a", "bank-b"])
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "job", "backfill", "-w", "workspace.yaml",
+         "-j", "calibration_job", "--partitions", "bank-a,bank-b", "--noprompt"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        queued = instance.get_runs()
+        assert sorted(r.tags["dagster/partition"] for r in queued) == ["bank-a", "bank-b"]
+        for run in queued:  # waiting for the daemon; the job's tag and hook come with it
+            assert run.job_name == "calibration_job" and run.status == dg.DagsterRunStatus.QUEUED
+            assert run.tags["dagster/max_runtime"] == "3600" and "dagster/backfill" in run.tags
