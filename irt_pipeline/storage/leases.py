@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 from irt_pipeline.storage.connection import connect
-from irt_pipeline.storage.runs import hand_over_run, resume_run, start_run
+from irt_pipeline.storage.runs import hand_over_run, release_lease, resume_run, start_run
 
 _lock = threading.Lock()
 # run id -> (connection, dagster run id, pid of the process that opened the connection: a forked
@@ -40,6 +40,7 @@ def start_leased_run(
     url: str, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None
 ) -> str:
     """`start_run` on a new connection that stays open as the run's lease; return the run id."""
+    prune()
     conn = connect(url)
     try:
         run_id = start_run(conn, item_bank=item_bank, config=config, dagster_run_id=dagster_run_id)
@@ -79,8 +80,41 @@ def release(run_id: str) -> bool:
         entry = _held.pop(run_id, None)
     if entry is None or entry[2] != os.getpid():
         return False
-    entry[0].close()
+    _close(entry[0], run_id)
     return True
+
+
+def _close(conn: psycopg.Connection, run_id: str) -> None:
+    """Unlock, then close: the lock is gone when this returns (closing alone ends the session
+    asynchronously: the server may list the lock for a moment longer)."""
+    try:
+        release_lease(conn, run_id)
+    except psycopg.Error:
+        pass  # a broken connection: its session, and the lock, are gone or going
+    finally:
+        conn.close()
+
+
+def prune() -> list[str]:
+    """Close the lease connections of runs that are not running any more, or whose connection
+    is unusable (a run failed from another process by the hook or a sensor; a dropped database;
+    a terminated session). Keeps a long-lived process from accumulating dead leases."""
+    with _lock:
+        entries = [(run, conn) for run, (conn, _, pid) in _held.items() if pid == os.getpid()]
+    pruned: list[str] = []
+    for run_id, conn in entries:
+        try:
+            row = None if conn.closed or conn.broken else conn.execute(
+                "SELECT status FROM irt_calibration_runs WHERE id = %s", (run_id,)).fetchone()
+            alive = row is not None and row[0] == "running"
+        except psycopg.Error:
+            alive = False
+        if not alive:
+            with _lock:
+                _held.pop(run_id, None)
+            _close(conn, run_id)
+            pruned.append(run_id)
+    return pruned
 
 
 def release_dagster_run(dagster_run_id: str) -> int:
