@@ -8,6 +8,8 @@ still gets CALIBRATION_IN_PROGRESS.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -43,7 +45,8 @@ def lease_holders(conn: psycopg.Connection, run_id: str) -> list[int]:
     """pids of the sessions holding the run's lease."""
     return [pid for (pid,) in conn.execute(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
-        " AND classid = %s::bigint::oid AND objid = %s::bigint::oid",
+        " AND classid = %s::bigint::oid AND objid = %s::bigint::oid"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         (LEASE_NAMESPACE, lease_key(run_id)),
     )]
 
@@ -194,8 +197,10 @@ def test_publish_and_fail_release_the_lease_on_their_session(conn):
 def test_irt_database_keeps_the_lease_open_until_the_run_ends(conn, database_url):
     db = IrtDatabase(url=database_url)
     items = add_items(conn, "bank-a", 1)
-    run_id = db.start_run(item_bank="bank-a", config=CONFIG, dagster_run_id="d1")
+    started: list[str] = []
     try:
+        run_id = db.start_run(item_bank="bank-a", config=CONFIG, dagster_run_id="d1")
+        started.append(run_id)
         (holder,) = lease_holders(conn, run_id)
         (session,) = conn.execute("SELECT application_name FROM pg_stat_activity WHERE pid = %s", (holder,)).fetchone()
         assert session == f"irt-pipeline lease {run_id}"
@@ -207,31 +212,58 @@ def test_irt_database_keeps_the_lease_open_until_the_run_ends(conn, database_url
         assert status(conn, run_id)[0] == "completed"
 
         other = db.start_run(item_bank="bank-b", config=CONFIG, dagster_run_id="d2")
+        started.append(other)
         db.fail_runs_of_dagster_run("d2", "CALIBRATION_FAILED: hook")
         assert other not in leases.held_runs() and lease_holders(conn, other) == []
         third = db.start_run(item_bank="bank-c", config=CONFIG, dagster_run_id="d3")
+        started.append(third)
         db.fail_run(third, "INSUFFICIENT_DATA: none")
         assert third not in leases.held_runs() and lease_holders(conn, third) == []
     finally:
-        for run in leases.held_runs():
+        for run in started:
             leases.release(run)
 
 
-def test_normal_process_exit_hands_the_run_over(conn, database_url):
-    """What the exit handler does at the end of a step that ran in its own process."""
+def test_a_lease_of_a_run_ended_elsewhere_is_closed_at_the_next_start(conn, database_url):
+    """The failure sensor (another process) failed the run: this process's lease connection of
+    it is closed when this process next starts a run, instead of lingering."""
     db = IrtDatabase(url=database_url)
-    run_id = db.start_run(item_bank="bank-a", config=CONFIG, dagster_run_id="d1")
-    assert run_id in leases.hand_over_all()
+    first = db.start_run(item_bank="bank-a", config=CONFIG, dagster_run_id="d1")
+    second = ""
+    try:
+        storage.fail_runs_of_dagster_run(conn, "d1", "CALIBRATION_FAILED: from the sensor")
+        assert first in leases.held_runs()
+        second = db.start_run(item_bank="bank-b", config=CONFIG, dagster_run_id="d2")
+        assert first not in leases.held_runs() and lease_holders(conn, first) == []
+        assert second in leases.held_runs()
+    finally:
+        leases.release(first)
+        leases.release(second)
+
+
+def test_a_process_that_exits_normally_hands_its_run_over(conn, database_url):
+    """The exit handler, in a real child process: what happens at the end of a step that ran in
+    its own process while the run goes on in the next step's process."""
+    code = (
+        "from irt_pipeline.defs.resources import IrtDatabase\n"
+        f"print(IrtDatabase(url={database_url!r}).start_run(item_bank='bank-a', config={{}}, dagster_run_id='d1'))\n"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    run_id = child.stdout.strip().splitlines()[-1]
     assert lease_holders(conn, run_id) == []
-    assert storage.get_run(conn, run_id)["lease_handed_over_at"] is not None
+    run = storage.get_run(conn, run_id)
+    assert run["status"] == "running" and run["lease_handed_over_at"] is not None
     assert fail_stale_runs(conn) == []  # alive for the next step
     items = add_items(conn, "bank-a", 1)
     # the next step (another process) publishes: it takes the lease up first
+    db = IrtDatabase(url=database_url)
     assert db.publish_calibration(run_id, parameter_frame(items), items_calibrated=1, items_skipped=0,
                                   items_flagged=0, convergence_achieved=True, iterations_used=3,
                                   elapsed_seconds=1.0) == 1
     run = storage.get_run(conn, run_id)
     assert run["status"] == "completed" and run["lease_handed_over_at"] is None
+    assert lease_holders(conn, run_id) == []
 
 
 def test_concurrent_sweepers_and_starts_leave_one_live_run(database_url):
