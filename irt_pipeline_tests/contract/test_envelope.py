@@ -93,9 +93,9 @@ def test_insufficient_data_envelope(database_url, instance):
 
 def test_calibration_in_progress_envelope(database_url, instance):
     bank = load_standard_bank(database_url)
-    with storage.connect(database_url) as conn:
+    with storage.connect(database_url) as conn:  # open: its session holds the other run's lease
         storage.start_run(conn, item_bank=bank.name, config={"model": "3pl"}, dagster_run_id="elsewhere")
-    code, envelope = _calibrate_json(database_url, instance, bank.name)
+        code, envelope = _calibrate_json(database_url, instance, bank.name)
     assert code == 4
     _assert_error(envelope, "CALIBRATION_IN_PROGRESS", bank.name)
 
