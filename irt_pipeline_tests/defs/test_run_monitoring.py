@@ -69,5 +69,6 @@ def test_a_run_stopped_by_run_monitoring_leaves_its_audit_row_failed(
     assert str(row["id"]) == audit_id
     assert row["status"] == "failed" and row["completed_at"] is not None
     assert row["error"] == "CALIBRATION_FAILED: Exceeded maximum runtime of 1 seconds."
-    # the bank is free again: the next calibration can start
-    assert db.start_run(item_bank=bank, config={"model": "3pl"}, dagster_run_id=None)
+    # the bank is free again: the next calibration can start (and is closed again here)
+    next_id = db.start_run(item_bank=bank, config={"model": "3pl"}, dagster_run_id=None)
+    assert db.fail_run(next_id, "CALIBRATION_FAILED: test over")
