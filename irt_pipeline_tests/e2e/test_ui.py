@@ -92,6 +92,8 @@ def test_materialize_the_demo_bank_from_the_asset_graph(dev_server: DevServer, p
     page.keyboard.press("Escape")  # close the partition list, keep the dialog
     launch = dialog.get_by_role("button", name="Launch 1 run")
     expect(launch).to_be_enabled()
+    expect(page.get_by_placeholder("Filter partitions")).to_be_hidden()
+    page.wait_for_timeout(500)  # the partition list fades out
     shot(page, artifacts, "02-launch-demo-bank")
     launch.click()
 
