@@ -32,7 +32,8 @@ MAX_ITERATIONS = 30
 PROPERTY_SETTINGS = settings(
     max_examples=60,
     deadline=None,
-    database=None,  # no .hypothesis/ folder in the checkout
+    database=None,  # no example database: every run draws afresh (hypothesis keeps only a
+                    # self-ignored cache of constants in .hypothesis/)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 RESULT_ARRAYS = ("a", "b", "c", "a_se", "b_se", "c_se", "response_counts", "log_likelihood_trace",
