@@ -40,17 +40,9 @@ EXIT_CODES = {
 }
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
-# Written only into the project-local DAGSTER_HOME when it has no dagster.yaml: SQLite storage,
-# the one-calibration-at-a-time pool for `make dev`, no telemetry.
-LOCAL_INSTANCE_YAML = """\
-# Local instance (SQLite under this folder), written by `irt-pipeline calibrate`.
-concurrency:
-  pools:
-    granularity: run
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
+# Copied into the project-local DAGSTER_HOME when it has no dagster.yaml: the same local
+# instance config as `make dev` (SQLite, the one-calibration pool, run monitoring, no telemetry).
+LOCAL_INSTANCE_YAML = PROJECT_ROOT / "dagster.local.yaml"
 
 
 ERROR_CLASSES = {cls.code: cls for cls in (errors.ValidationError, errors.InsufficientDataError,
@@ -100,7 +92,7 @@ def dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     if home == DEFAULT_DAGSTER_HOME.resolve() and not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
+        (home / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML.read_text())
     return home
 
 

@@ -87,6 +87,15 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def end_session(conn: psycopg.Connection, url: str) -> None:
+    """Close `conn` and wait until the server has ended its backend (and released its locks):
+    what SIGKILL does to a client. The backend exits asynchronously after the client closes."""
+    pid = conn.info.backend_pid
+    conn.close()
+    wait_for(lambda: not query(url, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]),
+             10, f"backend {pid} to end")
+
+
 def sessions(url: str, application_name_like: str = "irt-pipeline%") -> list[dict]:
     """Sessions on the test database whose application_name matches (pg_stat_activity)."""
     return query(

@@ -30,6 +30,7 @@ from irt_pipeline.storage.runs import (
     release_lease,
     resume_run,
 )
+from irt_pipeline_tests.reliability.conftest import end_session
 from irt_pipeline_tests.storage.helpers import add_items, parameter_frame, publish
 
 pytestmark = pytest.mark.db
@@ -76,7 +77,7 @@ def test_the_starting_session_holds_the_lease_and_a_live_run_is_never_swept(conn
 def test_a_session_that_ends_leaves_a_row_the_sweeper_fails_at_once(conn, database_url):
     dead = storage.connect(database_url)
     run_id = start(dead, dagster_run_id="dagster-1")
-    dead.close()  # what SIGKILL does to the client: the server ends the session and its locks
+    end_session(dead, database_url)  # what SIGKILL does: the server ends the session and its locks
     (failed,) = fail_stale_runs(conn)
     assert failed["id"] == run_id and failed["item_bank"] == "bank-a" and failed["dagster_run_id"] == "dagster-1"
     run = storage.get_run(conn, run_id)
@@ -88,7 +89,7 @@ def test_a_session_that_ends_leaves_a_row_the_sweeper_fails_at_once(conn, databa
 def test_start_run_sweeps_a_dead_run_of_its_bank_instead_of_answering_in_progress(conn, database_url):
     dead = storage.connect(database_url)
     first = start(dead)
-    dead.close()
+    end_session(dead, database_url)
     second = start(conn)
     assert status(conn, first)[0] == "failed"
     assert status(conn, second) == ("running", None)
@@ -99,7 +100,7 @@ def test_handed_over_row_lives_for_the_grace_period_then_is_swept(conn, database
     run_id = start(step)
     assert hand_over_run(step, run_id) is True
     assert lease_holders(conn, run_id) == []
-    step.close()  # the step's process exits; the next step will take the run up
+    end_session(step, database_url)  # the step's process exits; the next step takes the run up
     assert storage.get_run(conn, run_id)["lease_handed_over_at"] is not None
     assert fail_stale_runs(conn) == []  # within the grace period (300 s)
     with pytest.raises(CalibrationInProgressError):
@@ -161,7 +162,7 @@ def test_max_runtime_fails_a_leased_run_and_refuses_its_publication(conn, owner)
 def test_a_row_being_published_is_skipped_not_waited_for(conn, database_url):
     dead = storage.connect(database_url)
     run_id = start(dead)
-    dead.close()
+    end_session(dead, database_url)
     with psycopg.connect(database_url) as writer:  # holds the row as publish_calibration does
         writer.execute("SELECT 1 FROM irt_calibration_runs WHERE id = %s FOR UPDATE", (run_id,))
         started = time.monotonic()
@@ -174,7 +175,7 @@ def test_a_row_being_published_is_skipped_not_waited_for(conn, database_url):
 def test_the_sweep_can_be_limited_to_one_bank(conn, database_url):
     dead = storage.connect(database_url)
     a, b = start(dead, "bank-a"), start(dead, "bank-b")
-    dead.close()
+    end_session(dead, database_url)
     assert [row["id"] for row in fail_stale_runs(conn, item_bank="bank-b")] == [b]
     assert status(conn, a)[0] == "running"
 
