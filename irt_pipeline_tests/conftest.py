@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,9 +43,9 @@ def pg_server_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def database_url(pg_server_url: str) -> Iterator[str]:
-    """URL of a fresh, fully migrated database, dropped when the test ends."""
+@contextmanager
+def fresh_database(pg_server_url: str) -> Iterator[str]:
+    """Create a database with every migration applied on the server; drop it on exit."""
     from irt_pipeline.storage import apply_migrations
 
     name = f"irt_test_{uuid.uuid4().hex[:12]}"
@@ -58,3 +59,10 @@ def database_url(pg_server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh, fully migrated database, dropped when the test ends."""
+    with fresh_database(pg_server_url) as url:
+        yield url

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,13 +14,12 @@ import dagster as dg
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from irt_pipeline.defs.jobs import JOB_NAME
 from irt_pipeline.defs.partitions import ITEM_BANK_PARTITIONS_NAME
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
+from irt_pipeline_tests.conftest import fresh_database
 from irt_pipeline_tests.brief_fixtures import KNOWN_PARAMS, item_uuid, student_uuid
 
 # -- data -------------------------------------------------------------------------------------
@@ -166,19 +164,8 @@ def parameter_rows(url: str, run_id: str | None = None) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def module_database_url(pg_server_url: str) -> Iterator[str]:
     """Like `database_url`, but one database shared by a module's read-only tests."""
-    from irt_pipeline.storage import apply_migrations
-
-    name = f"irt_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_conninfo(pg_server_url, dbname=name)
-    try:
-        with psycopg.connect(url) as conn:
-            apply_migrations(conn)
+    with fresh_database(pg_server_url) as url:
         yield url
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # -- Dagster ----------------------------------------------------------------------------------
