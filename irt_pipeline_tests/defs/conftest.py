@@ -227,3 +227,18 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
 
 def materialized_keys(result: dg.ExecuteInProcessResult) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def run_failure_context(instance: dg.DagsterInstance, run: dg.DagsterRun, database_url: str):
+    """The context the daemon gives `calibration_run_failure_sensor` for this failed run."""
+    from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
+    from irt_pipeline.defs.sensors import calibration_run_failure_sensor
+
+    (failure,) = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    return dg.build_run_status_sensor_context(
+        sensor_name=calibration_run_failure_sensor.name,
+        dagster_event=failure.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={RESOURCE_KEY: IrtDatabase(url=database_url)},
+    ).for_run_failure()

@@ -10,7 +10,7 @@ from irt_pipeline.defs import assets as assets_module
 from irt_pipeline.defs.assets import eligible_items, fit_statistics, item_parameters, response_matrix, supabase_writes
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.sensors import calibration_run_canceled_sensor, calibration_run_failure_sensor
-from irt_pipeline_tests.defs.conftest import add_bank_partition, load_standard_bank, parameter_rows, run_job, runs
+from irt_pipeline_tests.defs.conftest import add_bank_partition, run_failure_context, load_standard_bank, parameter_rows, run_job, runs
 
 pytestmark = pytest.mark.db
 
@@ -55,15 +55,7 @@ def test_failure_sensor_closes_the_row_of_a_run_without_hooks(database_url, inst
     (row,) = runs(database_url, bank.name)
     assert row["status"] == "running"  # no hook ran: this is what the sensor is for
 
-    (record,) = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
-    context = dg.build_run_status_sensor_context(
-        sensor_name=calibration_run_failure_sensor.name,
-        dagster_event=record.event_log_entry.dagster_event,
-        dagster_instance=instance,
-        dagster_run=run,
-        resources={RESOURCE_KEY: IrtDatabase(url=database_url)},
-    ).for_run_failure()
-    calibration_run_failure_sensor(context)
+    calibration_run_failure_sensor(run_failure_context(instance, run, database_url))
     (row,) = runs(database_url, bank.name)
     assert row["status"] == "failed"
     assert row["error"].startswith("CALIBRATION_FAILED: item_parameters: ")

@@ -19,9 +19,9 @@ import pytest
 from dagster._daemon.monitoring.run_monitoring import check_run_timeout
 
 from irt_pipeline.defs.jobs import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
-from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
+from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline.defs.sensors import calibration_run_failure_sensor
-from irt_pipeline_tests.defs.conftest import add_bank_partition, runs
+from irt_pipeline_tests.defs.conftest import add_bank_partition, run_failure_context, runs
 
 
 def test_the_job_carries_its_max_runtime(calibration_job):
@@ -54,16 +54,7 @@ def test_a_run_stopped_by_run_monitoring_leaves_its_audit_row_failed(
     assert stopped.status == dg.DagsterRunStatus.FAILURE
     (canceling,) = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELING).records
     assert "exceeding maximum runtime of 1 seconds" in canceling.event_log_entry.dagster_event.message
-    (failure,) = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
-
-    context = dg.build_run_status_sensor_context(
-        sensor_name=calibration_run_failure_sensor.name,
-        dagster_event=failure.event_log_entry.dagster_event,
-        dagster_instance=instance,
-        dagster_run=stopped,
-        resources={RESOURCE_KEY: IrtDatabase(url=database_url)},
-    ).for_run_failure()
-    calibration_run_failure_sensor(context)
+    calibration_run_failure_sensor(run_failure_context(instance, stopped, database_url))
 
     (row,) = runs(database_url, bank)
     assert str(row["id"]) == audit_id
