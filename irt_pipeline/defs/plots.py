@@ -9,7 +9,12 @@ live in the event log, so they are kept small (about 600 x 330 px, a few tens of
 * `parameter_scatter`: discrimination a against difficulty b, flagged items marked;
 * `flagged_icc_plot`: item characteristic curves of the flagged items, with the observed
   proportion correct of the students who answered each item, grouped by ability (EAP), so the
-  misfit can be seen (a Guttman step against a smooth 3PL curve, say).
+  misfit can be seen (a Guttman step against a smooth 3PL curve, say);
+* `anchor_drift_plot`: each anchor's bank difficulty against its new, linked difficulty
+  (``scale_linking``), the identity line with the drift floor around it, drifted anchors marked;
+* `wright_map`: the person-item map on the bank scale, binned abilities (left) against binned
+  item difficulties (right) on one shared theta axis; no per-student marks, so 100,000 students
+  cost no more than 100.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from PIL import Image
 
 from irt_pipeline.engine import CalibrationResult
 from irt_pipeline.engine.estep import posterior_moments
+from irt_pipeline.engine.linking import DRIFT_FLOOR
 from irt_pipeline.engine.responses import prepare_responses
 
 DPI = 80
@@ -34,6 +40,10 @@ WIDE = (7.5, 4.1)      # inches at DPI: 600 x 328 px
 MAX_ICC_ITEMS = 6      # flagged items drawn (the most extreme by mean square)
 ABILITY_GROUPS = 8     # students per flagged item grouped by EAP quantiles
 FLAG_COLOR, ITEM_COLOR = "#d62728", "#1f77b4"
+PERSON_COLOR = "#7f7f7f"
+TALL = (7.5, 4.6)      # 600 x 368 px: the Wright map's theta axis is vertical
+WRIGHT_BIN = 0.25      # logits per histogram bin of the Wright map
+WRIGHT_LIMIT = 6.0     # theta/b beyond +-this are counted in the outermost bin
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -157,3 +167,116 @@ def flagged_icc_plot(
                  fontsize="small")
     fig.tight_layout()
     return image_markdown(fig, "ICCs of flagged items")
+
+
+def anchor_drift_plot(
+    bank_b: np.ndarray, linked_b: np.ndarray, drifted: np.ndarray, A: float, B: float,
+    band: float = DRIFT_FLOOR,
+) -> str | None:
+    """Bank b (x) against the linked run b (y) per anchor, identity line with a +-`band` logit
+    band, drifted anchors as red crosses (None if no anchor has both values finite)."""
+    x, y = np.asarray(bank_b, dtype=float).ravel(), np.asarray(linked_b, dtype=float).ravel()
+    drifted = np.asarray(drifted, dtype=bool).ravel()
+    finite = np.isfinite(x) & np.isfinite(y)
+    if not finite.any():
+        return None
+    x, y, drifted = x[finite], y[finite], drifted[finite]
+    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    pad = max(0.1 * (hi - lo), band + 0.2)
+    lo, hi = lo - pad, hi + pad
+    fig = Figure(figsize=WIDE)
+    ax = fig.subplots()
+    line = np.array([lo, hi])
+    ax.fill_between(line, line - band, line + band, color=ITEM_COLOR, alpha=0.12, linewidth=0,
+                    label=f"within {band:g} logits")
+    ax.plot(line, line, color="black", linewidth=1, linestyle="--", label="identity (no drift)")
+    kept = ~drifted
+    if kept.any():
+        ax.scatter(x[kept], y[kept], s=16, alpha=0.7, color=ITEM_COLOR,
+                   label=f"anchors used in the link ({int(kept.sum())})")
+    if drifted.any():
+        ax.scatter(x[drifted], y[drifted], s=55, marker="x", linewidths=2, color=FLAG_COLOR, zorder=3,
+                   label=f"drifted, dropped from the link ({int(drifted.sum())})")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal", adjustable="box")
+    ax.grid(alpha=0.3)
+    left_out = int((~finite).sum())
+    note = f", {left_out} without finite b not drawn" if left_out else ""
+    ax.set_title(f"Anchor drift: linked with A = {A:.3f}, B = {B:+.3f}{note}", fontsize="medium")
+    ax.set(xlabel="bank difficulty b (before)", ylabel="linked run difficulty b (A b_run + B)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.03, 0.5), fontsize="small")  # off the data
+    fig.tight_layout()
+    return image_markdown(fig, "anchor drift")
+
+
+def wright_map(theta: np.ndarray, item_b: np.ndarray, flagged: np.ndarray | None = None) -> str | None:
+    """Wright map: histogram of abilities (left, bars to the left) and of item difficulties
+    (right, flagged items stacked in red) on one vertical theta axis, binned at `WRIGHT_BIN`
+    logits; values beyond +-`WRIGHT_LIMIT` go into the outermost bin. Non-finite values are
+    left out. None if there is neither a finite ability nor a finite difficulty."""
+    theta = np.asarray(theta, dtype=float).ravel()
+    b = np.asarray(item_b, dtype=float).ravel()
+    flagged = np.zeros(b.size, dtype=bool) if flagged is None else np.asarray(flagged, dtype=bool).ravel()
+    if flagged.size != b.size:
+        raise ValueError(f"flagged has {flagged.size} entries for {b.size} items")
+    theta = theta[np.isfinite(theta)]
+    finite_b = np.isfinite(b)
+    b, flagged = b[finite_b], flagged[finite_b]
+    if theta.size == 0 and b.size == 0:
+        return None
+    both = np.concatenate([theta, b])
+    lo = np.floor(max(both.min(), -WRIGHT_LIMIT) / WRIGHT_BIN) * WRIGHT_BIN
+    hi = np.ceil(min(both.max(), WRIGHT_LIMIT) / WRIGHT_BIN) * WRIGHT_BIN
+    if hi - lo < 2.0:
+        mid = (hi + lo) / 2
+        lo, hi = np.floor((mid - 1.0) / WRIGHT_BIN) * WRIGHT_BIN, np.ceil((mid + 1.0) / WRIGHT_BIN) * WRIGHT_BIN
+    edges = np.arange(lo, hi + WRIGHT_BIN / 2, WRIGHT_BIN)
+    centres, height = (edges[:-1] + edges[1:]) / 2, WRIGHT_BIN * 0.9
+
+    def counts(values: np.ndarray) -> np.ndarray:
+        return np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]
+
+    fig = Figure(figsize=TALL)
+    persons, items = fig.subplots(1, 2, sharey=True)
+    if theta.size:
+        persons.barh(centres, counts(theta), height=height, color=PERSON_COLOR, alpha=0.8)
+        mean_theta = float(theta.mean())
+        persons.axhline(mean_theta, color="black", linestyle="--", linewidth=1,
+                        label=f"mean ability {mean_theta:.2f}")
+        persons.legend(loc="upper left", fontsize="small")
+    else:
+        persons.text(0.5, 0.5, "no students", transform=persons.transAxes, ha="center", color="gray")
+    if b.size:
+        fitting, flagged_counts = counts(b[~flagged]), counts(b[flagged])
+        items.barh(centres, fitting, height=height, color=ITEM_COLOR, alpha=0.8,
+                   label=f"items ({int((~flagged).sum())})")
+        if flagged.any():
+            items.barh(centres, flagged_counts, left=fitting, height=height, color=FLAG_COLOR,
+                       label=f"flagged items ({int(flagged.sum())})")
+        mean_b = float(b.mean())
+        items.axhline(mean_b, color="black", linestyle=":", linewidth=1, label=f"mean difficulty {mean_b:.2f}")
+        items.legend(loc="upper right", fontsize="small")
+    else:
+        items.text(0.5, 0.5, "no items", transform=items.transAxes, ha="center", color="gray")
+    persons.invert_xaxis()  # students' bars grow to the left, away from the shared axis
+    persons.set_xlim(left=max(persons.get_xlim()[0], 1.0) * 1.25)  # room for the legend
+    items.set_xlim(right=max(items.get_xlim()[1], 1.0) * 1.25)
+    def beyond(values: np.ndarray, noun: str) -> str:
+        outside = int(((values < edges[0]) | (values > edges[-1])).sum())
+        return f"{noun} ({outside:,} beyond the axis, in the end bins)" if outside else noun
+
+    persons.set(xlabel=beyond(theta, "students"), ylabel="theta, bank scale (logits)", ylim=(edges[0], edges[-1]))
+    items.set(xlabel=beyond(b, "items"))
+    items.tick_params(axis="y", labelleft=False, labelright=True, right=True)
+    for ax, zero in ((persons, ""), (items, "0")):  # one "0" where the two panels meet
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _, zero=zero: f"{v:,.0f}" if v else zero))
+        ax.grid(axis="y", alpha=0.3)
+    mean_text = f"mean ability {float(theta.mean()):.2f}" if theta.size else "no abilities"
+    flag_text = f", {int(flagged.sum())} flagged" if flagged.any() else ""
+    fig.suptitle(f"Wright map: {theta.size:,} students ({mean_text}) and {b.size:,} items{flag_text}",
+                 fontsize="medium")
+    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.03)  # the two panels meet at the shared theta axis
+    return image_markdown(fig, "Wright map")

@@ -117,3 +117,88 @@ def test_a_picture_that_fails_is_left_out_and_the_run_succeeds(database_url, ins
     assert "a_vs_b_plot" not in fit and "flagged_icc_plot" in fit
     warnings = [e.message for e in instance.all_logs(result.run_id) if "not drawn" in (e.user_message or "")]
     assert warnings, "the failed picture is logged"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the IHDR chunk."""
+    assert data.startswith(PNG_MAGIC) and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def assert_small_png(markdown: str | None) -> bytes:
+    assert markdown is not None
+    data = png_of(markdown)
+    width, height = png_size(data)
+    assert 200 <= width <= 800 and 200 <= height <= 500, (width, height)
+    assert len(data) < MAX_PNG_BYTES
+    return data
+
+
+@pytest.fixture(scope="module")
+def anchors():
+    """40 anchors linked close to the identity, three of them moved by more than half a logit."""
+    rng = np.random.default_rng(5)
+    bank_b = rng.normal(size=40)
+    linked_b = bank_b + rng.normal(scale=0.08, size=40)
+    drifted = np.zeros(40, dtype=bool)
+    drifted[[3, 17, 30]] = True
+    linked_b[drifted] += [0.7, -0.9, 0.55]
+    return bank_b, linked_b, drifted
+
+
+def test_anchor_drift_plot_marks_the_drifted_anchors(anchors):
+    bank_b, linked_b, drifted = anchors
+    markdown = plots.anchor_drift_plot(bank_b, linked_b, drifted, A=1.08, B=-0.13)
+    assert markdown.startswith("![anchor drift](data:image/png;base64,")
+    assert_small_png(markdown)
+
+
+@pytest.mark.parametrize("share", ["none", "all"])
+def test_anchor_drift_plot_with_no_or_every_anchor_drifted(anchors, share):
+    bank_b, linked_b, _ = anchors
+    drifted = np.full(bank_b.size, share == "all")
+    assert_small_png(plots.anchor_drift_plot(bank_b, linked_b, drifted, 1.0, 0.0))
+
+
+def test_anchor_drift_plot_without_anchors_is_none():
+    empty = np.array([])
+    assert plots.anchor_drift_plot(empty, empty, np.array([], dtype=bool), 1.0, 0.0) is None
+    nan = np.array([np.nan, 1.0])
+    assert plots.anchor_drift_plot(nan, nan[::-1], [False, True], 1.0, 0.0) is None  # no finite pair
+
+
+def test_anchor_drift_plot_skips_non_finite_values(anchors):
+    bank_b, linked_b, drifted = (x.copy() for x in anchors)
+    bank_b[0], linked_b[1], linked_b[2] = np.nan, np.inf, -np.inf
+    assert_small_png(plots.anchor_drift_plot(bank_b, linked_b, drifted, np.nan, np.inf))
+    assert_small_png(plots.anchor_drift_plot([0.5], [0.5], [False], 1.0, 0.0))  # one anchor
+
+
+def test_wright_map_of_a_large_run_is_small_and_quick():
+    import time
+
+    rng = np.random.default_rng(7)
+    theta, item_b = rng.normal(0.3, 1.1, 100_000), rng.normal(0.0, 1.2, 2_000)
+    flagged = rng.random(2_000) < 0.04
+    started = time.perf_counter()
+    markdown = plots.wright_map(theta, item_b, flagged)
+    assert time.perf_counter() - started < 10  # binned: about half a second, not one mark per student
+    assert markdown.startswith("![Wright map](data:image/png;base64,")
+    assert_small_png(markdown)
+    assert_small_png(plots.wright_map(theta, item_b))  # nothing flagged
+
+
+def test_wright_map_with_empty_or_non_finite_input():
+    assert plots.wright_map([], []) is None
+    assert plots.wright_map([np.nan, np.inf], [-np.inf]) is None
+    theta = np.array([0.1, np.nan, np.inf, -0.4, 25.0])  # 25: counted in the top bin
+    item_b = np.array([0.0, np.nan, -1e6, 1.2])
+    assert_small_png(plots.wright_map(theta, item_b, [False, True, True, False]))
+    assert_small_png(plots.wright_map(theta, []))  # students only
+    assert_small_png(plots.wright_map([], item_b))  # items only
+    assert_small_png(plots.wright_map(np.zeros(50), np.zeros(3)))  # a single bin
+
+
+def test_wright_map_rejects_a_flag_per_wrong_item():
+    with pytest.raises(ValueError, match="flagged"):
+        plots.wright_map([0.0, 1.0], [0.0, 1.0], [True])
