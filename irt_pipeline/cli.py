@@ -5,6 +5,7 @@ Subcommands:
   seed-demo     fill the database with a simulated demo bank
   calibrate     materialize the five assets for one item bank and print the run summary
   parameters    print the latest parameters of one item as JSON (exit 1 with ITEM_NOT_FOUND)
+  ability       print a student's latest ability on a bank as JSON (exit 1 with STUDENT_NOT_FOUND)
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ def _build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--convergence-threshold", type=float, default=None)
     cal.add_argument("--item-id", action="append", dest="item_ids", default=None,
                      help="restrict to this item (repeatable)")
+    cal.add_argument("--linking", choices=("stocking_lord", "none"), default=None,
+                     help="stocking_lord (default): link the run to the bank's scale; none: start a new "
+                          "scale for the bank from this run")
     cal.add_argument("--json", action="store_true", dest="json_output",
                      help='print the brief\'s envelope {"data": ..., "error": ...} instead of the summary')
 
     params = sub.add_parser("parameters", help='latest parameters of one item: {"data": ..., "error": ...}')
     params.add_argument("item_id")
+
+    ability = sub.add_parser("ability", help='latest ability of one student on a bank: {"data": ..., "error": ...}')
+    ability.add_argument("student_id")
+    ability.add_argument("--bank", required=True, help="item bank (the scale the ability is on)")
     return parser
 
 
@@ -55,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         from irt_pipeline.storage.commands import parameters_command
 
         return parameters_command(args.item_id)
+    if args.command == "ability":
+        from irt_pipeline.storage.commands import ability_command
+
+        return ability_command(args.student_id, bank=args.bank)
     if args.command == "calibrate":
         from irt_pipeline.defs.launch import calibrate_command
 
@@ -64,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             max_iterations=args.max_iterations,
             convergence_threshold=args.convergence_threshold,
             item_ids=args.item_ids,
+            linking=args.linking,
             json_output=args.json_output,
         )
     raise AssertionError(args.command)

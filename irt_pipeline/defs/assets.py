@@ -1,8 +1,14 @@
 """The calibration chain of one item bank (one partition = one bank):
 
-    response_matrix -> eligible_items -> item_parameters -> fit_statistics -> supabase_writes
+    response_matrix -> eligible_items -> item_parameters -> scale_linking -> fit_statistics -> supabase_writes
+                                                              scale_linking -> student_abilities -> supabase_writes
 
-Only the last asset publishes; the blocking check on ``fit_statistics`` audits the table before
+``scale_linking`` puts the run on the bank's one scale (engine/linking.py) and
+``student_abilities`` scores the run's students on it (engine/abilities.py); both are published
+with the parameters. A calibration reads its data in the same run: ``item_parameters`` refuses
+a selection without every asset of the chain (an earlier run's stored matrix must never be
+published as the newest parameters), and the run row keeps the data watermark of the snapshot
+it read. Only the last asset publishes; the blocking check on ``fit_statistics`` audits the table before
 (write-audit-publish). The audit row in ``irt_calibration_runs`` is started by
 ``item_parameters``, the first step of the calibration proper, and each later step carries its
 id; when no item is eligible, ``eligible_items`` writes the failed row itself (see its
@@ -26,6 +32,8 @@ from irt_pipeline.defs.backfills import calibration_backfill_policy
 from irt_pipeline.defs.checks import (
     FIT_STATISTICS_CHECKS,
     ITEM_PARAMETERS_CHECKS,
+    SCALE_LINKING_CHECKS,
+    anchors_stable,
     em_converged,
     item_fit_within_range,
     parameters_within_bounds,
@@ -33,28 +41,45 @@ from irt_pipeline.defs.checks import (
 from irt_pipeline.defs.config import CalibrationConfig
 from irt_pipeline.defs.partitions import item_bank_partitions
 from irt_pipeline.defs import plots
-from irt_pipeline.defs.reporting import flagged_items_markdown, id_list, skipped_table, summary_markdown
+from irt_pipeline.defs.reporting import (
+    drifted_items_markdown,
+    flagged_items_markdown,
+    id_list,
+    skipped_table,
+    summary_markdown,
+)
 from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline.defs.values import (
     FIT_LOWER,
     FIT_UPPER,
     REASON_NOT_IN_BANK,
+    METHOD_NONE,
+    METHOD_STOCKING_LORD,
     EligibleItems,
     FitStatistics,
     ItemParameters,
     ResponseMatrix,
+    ScaleLinking,
+    StudentAbilities,
     build_response_matrix,
+    link_calibration,
     parameter_table,
     select_eligible,
     skipped_reason_counts,
 )
 from irt_pipeline.engine import calibrate_3pl, item_fit
+from irt_pipeline.engine.abilities import eap_abilities
+from irt_pipeline.engine.linking import LinkingError
+from irt_pipeline.storage.runs import AbilityRows
 
 GROUP = "irt"
 OWNERS = ["team:irt"]
 POOL = "irt_calibration"  # one calibration at a time (dagster.yaml: pools at run granularity)
 PROGRESS_EVERY = 5        # log the EM progress every this many iterations
-SUPABASE_WRITES = dg.AssetKey("supabase_writes")
+# Every asset of the chain: item_parameters starts an audit row that only a run of all of them
+# completes from data it read itself (issue 12: no stale publish).
+CHAIN = ("response_matrix", "eligible_items", "item_parameters", "scale_linking", "fit_statistics",
+         "student_abilities", "supabase_writes")
 
 
 def _pictures(context: dg.AssetExecutionContext, drawings: dict[str, Callable[[], str | None]]) -> dict:
@@ -87,10 +112,15 @@ def response_matrix(
     answered; the bank's items nobody answered are empty columns. Holds the run's config."""
     bank = context.partition_key
     settings = config.settings()
-    attempts, bank_items = irt_db.read_bank(bank)
-    matrix = build_response_matrix(attempts, bank_items, item_bank=bank, settings=settings)
+    snapshot = irt_db.read_bank(bank)
+    matrix = build_response_matrix(
+        snapshot.attempts, snapshot.item_ids, item_bank=bank, settings=settings,
+        data_watermark=snapshot.data_watermark, data_read_at=snapshot.data_read_at,
+    )
     context.add_output_metadata(
         {
+            "data_watermark": snapshot.data_watermark,
+            "data_read_at": snapshot.data_read_at.isoformat(),
             "item_bank": bank,
             "students": len(matrix.student_ids),
             "items": len(matrix.item_ids),
@@ -146,7 +176,8 @@ def eligible_items(
             f"with both correct and incorrect answers (skipped: {reasons or 'no items'})"
         )
         run_id = irt_db.start_run(
-            item_bank=eligible.item_bank, config=settings.snapshot(), dagster_run_id=context.run.run_id
+            item_bank=eligible.item_bank, config=settings.snapshot(), dagster_run_id=context.run.run_id,
+            data_watermark=eligible.data_watermark, data_read_at=eligible.data_read_at,
         )
         irt_db.fail_run(run_id, str(error))
         context.log.error(f"calibration run {run_id} failed: {error}")
@@ -167,20 +198,26 @@ def eligible_items(
 def item_parameters(
     context: dg.AssetExecutionContext, irt_db: IrtDatabase, eligible_items: EligibleItems
 ) -> dg.MaterializeResult:
-    """3PL estimates (a, b, c and their standard errors) by MML-EM. Starts the `running` audit
-    row in irt_calibration_runs (CALIBRATION_IN_PROGRESS if the bank already has one); runs
-    only together with supabase_writes, which completes that row."""
-    if SUPABASE_WRITES not in context.job_def.asset_layer.selected_asset_keys:
-        # the row started here is completed only by supabase_writes: a run without it would
-        # leave the bank's audit row 'running' for good (and block its next calibration)
+    """3PL estimates (a, b, c and their standard errors) by MML-EM, on this run's scale (its
+    students ~ N(0, 1)). Starts the `running` audit row in irt_calibration_runs
+    (CALIBRATION_IN_PROGRESS if the bank already has one), with the data watermark of the
+    snapshot read by response_matrix; runs only together with every asset of the chain."""
+    selected = {key.to_user_string() for key in context.job_def.asset_layer.selected_asset_keys}
+    missing = [name for name in CHAIN if name not in selected]
+    if missing:
+        # the row started here is completed only by supabase_writes, from the data that
+        # response_matrix read in this same run: without it, an earlier run's stored matrix
+        # would be published as the bank's newest parameters (and become the scale's reference)
         raise errors.ValidationError(
-            "item_parameters starts a calibration run that only supabase_writes completes: "
-            "materialize item_parameters, fit_statistics and supabase_writes in the same run"
+            "item_parameters starts a calibration run that must read its own data and publish it: "
+            f"materialize every asset of the chain together ({', '.join(CHAIN)}); missing from this "
+            f"run: {', '.join(missing)}"
         )
     settings = eligible_items.settings
     started_at = time.time()
     run_id = irt_db.start_run(
-        item_bank=eligible_items.item_bank, config=settings.snapshot(), dagster_run_id=context.run.run_id
+        item_bank=eligible_items.item_bank, config=settings.snapshot(), dagster_run_id=context.run.run_id,
+        data_watermark=eligible_items.data_watermark, data_read_at=eligible_items.data_read_at,
     )
     context.log.info(
         f"calibration run {run_id}: {eligible_items.n_items} items x {len(eligible_items.student_ids)} "
@@ -258,32 +295,30 @@ def item_parameters(
     dagster_type=dg.PythonObjectDagsterType(FitStatistics),  # the value inside MaterializeResult
 )
 def fit_statistics(
-    context: dg.AssetExecutionContext, eligible_items: EligibleItems, item_parameters: ItemParameters
+    context: dg.AssetExecutionContext, eligible_items: EligibleItems, scale_linking: ScaleLinking
 ) -> dg.MaterializeResult:
-    """Infit and outfit MNSQ per item, flagged outside 0.7-1.3, joined with the estimates: the
-    table of parameter rows to publish, audited here by the blocking parameters_within_bounds
-    check (a failure fails this step, so supabase_writes never runs)."""
-    if tuple(eligible_items.item_ids) != tuple(item_parameters.item_ids):
-        raise errors.CalibrationFailedError(
-            "eligible_items changed since item_parameters was computed; "
-            "materialize item_parameters again before fit_statistics"
-        )
-    result = item_parameters.result
+    """Infit and outfit MNSQ per item (on the linked parameters and grid: the same fit as on the
+    run scale), flagged outside 0.7-1.3, joined with the bank-scale estimates: the table of
+    parameter rows to publish, audited here by the blocking parameters_within_bounds check (a
+    failure fails this step, so supabase_writes never runs)."""
+    _same_items(eligible_items, scale_linking)
+    result = scale_linking.result
     fit = item_fit(eligible_items.matrix, result)
     flagged = fit.flagged(lower=FIT_LOWER, upper=FIT_UPPER)
     table = parameter_table(
         eligible_items.item_ids, result, fit.infit_mnsq, fit.outfit_mnsq, flagged,
-        eligible_items.response_counts,
+        eligible_items.response_counts, linking=scale_linking,
     )
     stats = FitStatistics(
-        calibration_run_id=item_parameters.calibration_run_id,
-        item_bank=item_parameters.item_bank,
+        calibration_run_id=scale_linking.calibration_run_id,
+        item_bank=scale_linking.item_bank,
         table=table,
         skipped=eligible_items.skipped,
         convergence_achieved=bool(result.converged),
         iterations_used=int(result.iterations),
         log_likelihood=float(result.log_likelihood),
-        started_at=item_parameters.started_at,
+        started_at=scale_linking.started_at,
+        scale=scale_linking.record,
     )
     bounds = parameters_within_bounds(stats)
     if not bounds.passed:
@@ -321,12 +356,23 @@ def fit_statistics(
     pool=POOL,
 )
 def supabase_writes(
-    context: dg.AssetExecutionContext, irt_db: IrtDatabase, fit_statistics: FitStatistics
+    context: dg.AssetExecutionContext,
+    irt_db: IrtDatabase,
+    fit_statistics: FitStatistics,
+    student_abilities: StudentAbilities,
 ) -> dg.MaterializeResult:
     """Publishes the calibration in ONE transaction: every irt_item_parameters row (is_flagged,
-    response_count, calibrated_at) and the audit row completed with counts, convergence,
-    iterations and elapsed seconds (since the row was started)."""
+    response_count, calibrated_at, anchor and drift columns), every irt_student_abilities row,
+    and the audit row completed with counts, convergence, iterations, elapsed seconds (since the
+    row was started) and the scale columns. Refused, with nothing written, when a completed run
+    of the bank read newer data, or the bank's scale changed since this run was linked."""
     stats = fit_statistics
+    if student_abilities.calibration_run_id != stats.calibration_run_id:
+        raise errors.CalibrationFailedError(
+            f"student_abilities belong to calibration run {student_abilities.calibration_run_id}, the "
+            f"parameters to {stats.calibration_run_id}: materialize the whole chain in one run"
+        )
+    scores = student_abilities.abilities
     # publish_calibration refuses (CALIBRATION_FAILED, nothing written) a run row that is no
     # longer 'running', e.g. one the failure hook closed before a re-execution from this step.
     elapsed = round(time.time() - stats.started_at, 3)
@@ -339,10 +385,13 @@ def supabase_writes(
         convergence_achieved=stats.convergence_achieved,
         iterations_used=stats.iterations_used,
         elapsed_seconds=elapsed,
+        scale=stats.scale,
+        abilities=AbilityRows(student_abilities.student_ids, scores.theta, scores.theta_se,
+                              scores.response_counts),
     )
     context.log.info(
         f"calibration run {stats.calibration_run_id} completed: {written} parameter rows, "
-        f"{stats.items_skipped} skipped, {stats.items_flagged} flagged"
+        f"{scores.n_students} student abilities, {stats.items_skipped} skipped, {stats.items_flagged} flagged"
     )
     return dg.MaterializeResult(
         metadata={
@@ -353,9 +402,123 @@ def supabase_writes(
             "convergence_achieved": stats.convergence_achieved,
             "iterations_used": stats.iterations_used,
             "elapsed_seconds": elapsed,
+            "student_abilities": scores.n_students,
             "dagster/row_count": int(written),
         }
     )
 
 
-ASSETS = [response_matrix, eligible_items, item_parameters, fit_statistics, supabase_writes]
+def _same_items(eligible_items: EligibleItems, scale_linking: ScaleLinking) -> None:
+    if tuple(eligible_items.item_ids) != tuple(scale_linking.item_ids):
+        raise errors.CalibrationFailedError(
+            "eligible_items changed since item_parameters was computed; "
+            "materialize the whole chain again from response_matrix"
+        )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres", "scipy"},
+    owners=OWNERS,
+    partitions_def=item_bank_partitions,
+    backfill_policy=calibration_backfill_policy,
+    pool=POOL,
+    check_specs=SCALE_LINKING_CHECKS,
+    dagster_type=dg.PythonObjectDagsterType(ScaleLinking),  # the value inside MaterializeResult
+)
+def scale_linking(
+    context: dg.AssetExecutionContext, irt_db: IrtDatabase, item_parameters: ItemParameters
+) -> dg.MaterializeResult:
+    """The run on the bank's one scale (engine/linking.py): the bank's first completed run
+    defines the scale; later runs are linked to it by Stocking-Lord over the anchors (this run's
+    items with a current value on the bank scale), drifted anchors screened out, unless the
+    config says `linking: none` (a new scale starts here). Too few anchors: CALIBRATION_FAILED."""
+    bank = item_parameters.item_bank
+    scale = irt_db.bank_scale(bank, item_parameters.item_ids)
+    try:
+        linking = link_calibration(item_parameters, scale)
+    except LinkingError as exc:
+        raise errors.CalibrationFailedError(
+            f"cannot link calibration run {item_parameters.calibration_run_id} to the scale of item bank "
+            f"{bank!r} (defined by run {scale.scale_run_id}): {exc}. To start a new scale for the bank from "
+            "this run instead, calibrate with linking: none (irt-pipeline calibrate --linking none)"
+        ) from None
+    record = linking.record
+    if record.method == METHOD_NONE:
+        context.log.warning(
+            f"linking: none: calibration run {linking.calibration_run_id} starts a NEW scale for bank {bank!r} "
+            "(its students ~ N(0, 1)); earlier parameters are on another scale, later runs link to this one"
+        )
+    elif record.method == METHOD_STOCKING_LORD:
+        context.log.info(
+            f"linked to the scale of run {record.scale_run_id}: theta_bank = {record.theta_sd:.4f} theta_run + "
+            f"{record.theta_mean:.4f} over {record.anchor_items} anchors ({record.drifted_items} drifted, left out)"
+        )
+    else:
+        context.log.info(f"first completed calibration of bank {bank!r}: this run defines the bank scale")
+    result = linking.result
+    anchors = linking.is_anchor | linking.is_drifted
+    return dg.MaterializeResult(
+        value=linking,
+        check_results=[anchors_stable(linking)],
+        metadata={
+            "calibration_run_id": linking.calibration_run_id,
+            "linking_method": record.method,
+            "scale_run_id": record.scale_run_id or linking.calibration_run_id,
+            "A": float(record.theta_sd),
+            "B": float(record.theta_mean),
+            "anchors_used": record.anchor_items,
+            "anchors_dropped": record.drifted_items,
+            "new_items": int((~anchors).sum()),
+            "drifted_items": id_list(linking.drifted_item_ids),
+            "drifted_items_table": dg.MetadataValue.md(drifted_items_markdown(
+                linking.item_ids, linking.bank_b, result.b, linking.b_drift, linking.is_drifted)),
+            **_pictures(context, {
+                "anchor_drift_plot": lambda: plots.anchor_drift_plot(
+                    linking.bank_b[anchors], result.b[anchors], linking.is_drifted[anchors],
+                    record.theta_sd, record.theta_mean,
+                ),
+            }),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "numpy"},
+    owners=OWNERS,
+    partitions_def=item_bank_partitions,
+    backfill_policy=calibration_backfill_policy,
+    pool=POOL,
+)
+def student_abilities(
+    context: dg.AssetExecutionContext, eligible_items: EligibleItems, scale_linking: ScaleLinking
+) -> StudentAbilities:
+    """EAP ability and posterior SD of every student of the run, on the bank scale (Bock &
+    Mislevy 1982; engine/abilities.py), published with the parameters by supabase_writes."""
+    _same_items(eligible_items, scale_linking)
+    scores = eap_abilities(eligible_items.matrix, scale_linking.result)
+    value = StudentAbilities(
+        calibration_run_id=scale_linking.calibration_run_id,
+        item_bank=scale_linking.item_bank,
+        student_ids=eligible_items.student_ids,
+        abilities=scores,
+    )
+    context.add_output_metadata({
+        "calibration_run_id": value.calibration_run_id,
+        "students": scores.n_students,
+        "theta_mean": float(scores.theta.mean()) if scores.n_students else float("nan"),
+        "theta_sd": float(scores.theta.std()) if scores.n_students else float("nan"),
+        "ability_summary": dg.MetadataValue.md(
+            summary_markdown({"theta": scores.theta, "theta_se": scores.theta_se})
+        ),
+        "dagster/row_count": scores.n_students,
+        **_pictures(context, {
+            "wright_map": lambda: plots.wright_map(scores.theta, scale_linking.result.b),
+        }),
+    })
+    return value
+
+
+ASSETS = [response_matrix, eligible_items, item_parameters, scale_linking, fit_statistics,
+          student_abilities, supabase_writes]

@@ -8,6 +8,8 @@
 * ``item_fit_within_range`` (WARN) on ``fit_statistics``: lists the items whose infit or
   outfit MNSQ lies outside 0.7-1.3 (they are still published, with is_flagged = true).
 * ``em_converged`` (WARN) on ``item_parameters``: EM stopped at max_iterations.
+* ``anchors_stable`` (WARN) on ``scale_linking``: more than 10% of the anchor candidates drifted
+  (the link still holds on the rest, but a psychometrician should look at why so many items moved).
 
 Why in the asset (``check_specs``) and not ``@asset_check``: in Dagster 1.13 a separate check of
 a partitioned asset is itself unpartitioned unless given ``partitions_def`` (a preview feature),
@@ -21,11 +23,14 @@ import numpy as np
 import pandas as pd
 
 from irt_pipeline.defs.reporting import MAX_LISTED, id_list
-from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, FitStatistics, ItemParameters
+from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, FitStatistics, ItemParameters, ScaleLinking
 
 CHECK_PARAMETERS_WITHIN_BOUNDS = "parameters_within_bounds"
 CHECK_ITEM_FIT_WITHIN_RANGE = "item_fit_within_range"
 CHECK_EM_CONVERGED = "em_converged"
+CHECK_ANCHORS_STABLE = "anchors_stable"
+# anchors_stable warns when more than this share of the anchor candidates drifted.
+MAX_DRIFTED_SHARE = 0.10
 
 A_BOUNDS = (0.2, 3.0)
 C_BOUNDS = (0.0, 0.35)
@@ -75,6 +80,15 @@ ITEM_PARAMETERS_CHECKS = [
         CHECK_EM_CONVERGED,
         asset="item_parameters",
         description="Warns when EM stopped at max_iterations without meeting the convergence threshold.",
+    ),
+]
+
+SCALE_LINKING_CHECKS = [
+    dg.AssetCheckSpec(
+        CHECK_ANCHORS_STABLE,
+        asset="scale_linking",
+        description=f"Warns when more than {MAX_DRIFTED_SHARE:.0%} of the anchor items drifted "
+        "(linked b moved from the bank value by a robust z > 2.7 and more than 0.3 logits).",
     ),
 ]
 
@@ -131,5 +145,27 @@ def em_converged(item_parameters: ItemParameters) -> dg.AssetCheckResult:
             "max_iterations": item_parameters.settings.max_iterations,
             "convergence_threshold": item_parameters.settings.convergence_threshold,
             "last_max_change": float(trace[-1]) if trace.size else float("nan"),
+        },
+    )
+
+
+def anchors_stable(linking: ScaleLinking) -> dg.AssetCheckResult:
+    candidates = int(linking.is_anchor.sum() + linking.is_drifted.sum())
+    drifted = linking.drifted_item_ids
+    share = len(drifted) / candidates if candidates else 0.0
+    return dg.AssetCheckResult(
+        check_name=CHECK_ANCHORS_STABLE,
+        passed=share <= MAX_DRIFTED_SHARE,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(drifted)} of {candidates} anchor items drifted ({share:.0%} > {MAX_DRIFTED_SHARE:.0%})"
+            if share > MAX_DRIFTED_SHARE else None
+        ),
+        metadata={
+            "linking_method": linking.record.method,
+            "anchor_candidates": candidates,
+            "drifted_count": len(drifted),
+            "drifted_share": round(share, 4),
+            "drifted_items": id_list(drifted),
         },
     )

@@ -16,17 +16,18 @@ In launchpad YAML::
 
     ops:
       response_matrix:
-        config: {min_responses: 100, max_iterations: 100, convergence_threshold: 0.001}
+        config: {min_responses: 100, max_iterations: 100, convergence_threshold: 0.001,
+                 linking: stocking_lord}
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import dagster as dg
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from irt_pipeline.models import (
     DEFAULT_CONVERGENCE_THRESHOLD,
@@ -39,6 +40,24 @@ from irt_pipeline.models import (
     MinResponses,
 )
 
+LINKING_STOCKING_LORD = "stocking_lord"
+LINKING_NONE = "none"
+DEFAULT_LINKING = LINKING_STOCKING_LORD
+Linking = Annotated[
+    Literal["stocking_lord", "none"],
+    Field(
+        description=(
+            "How this run is put on the item bank's scale. 'stocking_lord' (default): linked to the "
+            "bank scale that the bank's first completed run defined, over the anchor items (this "
+            "run's items that already have a bank value), anchors that drifted left out; the run "
+            "fails if fewer than 5 anchors remain. 'none': this run starts a NEW scale for the bank "
+            "(theta ~ N(0, 1) for its students); later runs link to it. The first run of a bank "
+            "defines the scale either way."
+        )
+    ),
+]
+
+
 class CalibrationConfig(dg.Config):
     """Calibration settings of one run (all optional; the defaults are the brief's).
 
@@ -50,6 +69,7 @@ class CalibrationConfig(dg.Config):
     min_responses: MinResponses = DEFAULT_MIN_RESPONSES
     max_iterations: MaxIterations = DEFAULT_MAX_ITERATIONS
     convergence_threshold: ConvergenceThreshold = DEFAULT_CONVERGENCE_THRESHOLD
+    linking: Linking = DEFAULT_LINKING
 
     @field_validator("item_ids")
     @classmethod
@@ -74,6 +94,7 @@ class CalibrationConfig(dg.Config):
             min_responses=self.min_responses,
             max_iterations=self.max_iterations,
             convergence_threshold=self.convergence_threshold,
+            linking=self.linking,
         )
 
 
@@ -85,6 +106,7 @@ class CalibrationSettings:
     min_responses: int
     max_iterations: int
     convergence_threshold: float
+    linking: str = DEFAULT_LINKING
 
     def snapshot(self) -> dict[str, Any]:
         """The config JSON stored on the run row (brief: IrtCalibrationConfig, plus the filter)."""
@@ -93,6 +115,7 @@ class CalibrationSettings:
             max_iterations=self.max_iterations,
             convergence_threshold=self.convergence_threshold,
         ).model_dump()
+        snap["linking"] = self.linking
         if self.item_ids is not None:
             snap["item_ids"] = list(self.item_ids)
         return snap

@@ -75,6 +75,7 @@ def validate_config(
     max_iterations: int | None,
     convergence_threshold: float | None,
     item_ids: Sequence[str] | None,
+    linking: str | None = None,
 ) -> CalibrationConfig:
     """CalibrationConfig from the CLI values (None = the default); raises pydantic.ValidationError."""
     values = {
@@ -82,6 +83,7 @@ def validate_config(
         "max_iterations": max_iterations,
         "convergence_threshold": convergence_threshold,
         "item_ids": list(item_ids) if item_ids is not None else None,
+        "linking": linking,
     }
     return CalibrationConfig(**{k: v for k, v in values.items() if v is not None})
 
@@ -103,6 +105,7 @@ def calibrate_command(
     max_iterations: int | None,
     convergence_threshold: float | None,
     item_ids: Sequence[str] | None,
+    linking: str | None = None,
     json_output: bool = False,
     database: IrtDatabase | None = None,
     instance: dg.DagsterInstance | None = None,
@@ -119,6 +122,7 @@ def calibrate_command(
             max_iterations=max_iterations,
             convergence_threshold=convergence_threshold,
             item_ids=item_ids,
+            linking=linking,
         )
     except pydantic.ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']} (got {e.get('input')!r})"
@@ -199,6 +203,9 @@ def _run(
             f"items_calibrated: {row['items_calibrated']}",
             f"items_skipped: {row['items_skipped']}" + (f" ({detail})" if detail else ""),
             f"items_flagged: {row['items_flagged']}",
+            f"linking: {row['linking_method']} (scale of run {row['scale_run_id']}; "
+            f"theta_bank = {row['theta_sd']:.4f} theta_run + {row['theta_mean']:.4f}; "
+            f"anchors {row['anchor_items']}, drifted {row['drifted_items']})",
             f"convergence_achieved: {str(bool(row['convergence_achieved'])).lower()}",
             f"iterations_used: {row['iterations_used']}",
             f"elapsed_seconds: {float(row['elapsed_seconds']):.2f}",

@@ -78,3 +78,18 @@ def flagged_items_markdown(table: pd.DataFrame, limit: int = FLAGGED_TABLE_ROWS)
     if len(flagged) > limit:
         lines.append(f"\n{len(flagged) - limit} more flagged item(s) not shown (see flagged_items).")
     return "\n".join(lines)
+
+
+def drifted_items_markdown(item_ids, bank_b, linked_b, b_drift, drifted, limit: int = FLAGGED_TABLE_ROWS) -> str:
+    """| item_id | bank b | linked b | drift | of the drifted anchors, the largest |drift| first;
+    a sentence when none drifted."""
+    rows = np.flatnonzero(np.asarray(drifted, bool))
+    if rows.size == 0:
+        return "No anchor drifted: every linked b stayed within the screen (robust z <= 2.7 or <= 0.3 logits)."
+    rows = rows[np.argsort(-np.abs(np.asarray(b_drift)[rows]), kind="stable")]
+    lines = ["| item_id | bank b | linked b | drift |", "|---|---|---|---|"]
+    for j in rows[:limit]:
+        lines.append(f"| {item_ids[j]} | {_fmt(bank_b[j])} | {_fmt(linked_b[j])} | {_fmt(b_drift[j])} |")
+    if rows.size > limit:
+        lines.append(f"\n{rows.size - limit} more drifted item(s) not shown.")
+    return "\n".join(lines)

@@ -12,8 +12,9 @@ The exception is the connection of `start_run`: it holds the run's lease and sta
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -24,6 +25,9 @@ from pydantic import Field
 from irt_pipeline import storage
 from irt_pipeline.models import IrtItemParameters
 from irt_pipeline.storage import leases
+from irt_pipeline.storage.attempts import BankSnapshot, read_bank_snapshot
+from irt_pipeline.storage.runs import AbilityRows, ScaleRecord
+from irt_pipeline.storage.scale import BankScale, bank_scale
 
 DATABASE_URL_ENV = "IRT_DATABASE_URL"
 RESOURCE_KEY = "irt_db"
@@ -54,10 +58,16 @@ class IrtDatabase(dg.ConfigurableResource):
             yield conn
 
     # -- reads ---------------------------------------------------------------------------
-    def read_bank(self, item_bank: str) -> tuple[pd.DataFrame, list[str]]:
-        """First attempts of the bank's items, and every item id of the bank (one connection)."""
+    def read_bank(self, item_bank: str) -> BankSnapshot:
+        """First attempts of the bank's items, every item id of the bank and the data watermark,
+        from one REPEATABLE READ snapshot."""
         with self.connection() as conn:
-            return storage.read_attempts(conn, item_bank), list(storage.bank_items(conn, item_bank))
+            return read_bank_snapshot(conn, item_bank)
+
+    def bank_scale(self, item_bank: str, item_ids: Sequence[str]) -> BankScale:
+        """The bank's current scale and the values of `item_ids` on it (storage/scale.py)."""
+        with self.connection() as conn:
+            return bank_scale(conn, item_bank, item_ids)
 
     def bank_items(self, item_bank: str) -> list[str]:
         with self.connection() as conn:
@@ -84,10 +94,14 @@ class IrtDatabase(dg.ConfigurableResource):
             return storage.run_parameters(conn, run_id)
 
     # -- the audit row -------------------------------------------------------------------
-    def start_run(self, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None) -> str:
+    def start_run(
+        self, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None,
+        data_watermark: int | None = None, data_read_at: datetime | None = None,
+    ) -> str:
         """storage.start_run on a connection kept open as the run's lease (storage/leases.py)."""
         return leases.start_leased_run(
-            self.resolved_url(), item_bank=item_bank, config=config, dagster_run_id=dagster_run_id
+            self.resolved_url(), item_bank=item_bank, config=config, dagster_run_id=dagster_run_id,
+            data_watermark=data_watermark, data_read_at=data_read_at,
         )
 
     def fail_run(self, run_id: str, error: str) -> bool:
@@ -115,6 +129,8 @@ class IrtDatabase(dg.ConfigurableResource):
         convergence_achieved: bool,
         iterations_used: int,
         elapsed_seconds: float,
+        scale: ScaleRecord | None = None,
+        abilities: AbilityRows | None = None,
     ) -> int:
         # on the run's lease: this process's lease connection, or the lease taken up from the
         # process that started the run (a killed writer then leaves a sweepable row at once)
@@ -129,6 +145,8 @@ class IrtDatabase(dg.ConfigurableResource):
                 convergence_achieved=convergence_achieved,
                 iterations_used=iterations_used,
                 elapsed_seconds=elapsed_seconds,
+                scale=scale,
+                abilities=abilities,
             )
 
 

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from irt_pipeline.defs.config import CalibrationSettings
-from irt_pipeline.engine import CalibrationResult
+from irt_pipeline.defs.config import LINKING_NONE, CalibrationSettings
+from irt_pipeline.engine import BRIEF_BOUNDS, CalibrationResult
+from irt_pipeline.engine.abilities import Abilities
+from irt_pipeline.engine.linking import ItemSet, Link, link_to_bank, transform_result
 from irt_pipeline.models import IrtSkippedItem
+from irt_pipeline.storage.runs import ScaleRecord
+from irt_pipeline.storage.scale import BankScale
 
 # IrtSkippedItem.reason values.
 REASON_INSUFFICIENT_RESPONSES = "insufficient_responses"  # fewer than min_responses responses
@@ -35,7 +40,13 @@ FIT_UPPER = 1.3
 PARAMETER_COLUMNS = (
     "item_id", "a", "b", "c", "a_se", "b_se", "c_se",
     "infit_mnsq", "outfit_mnsq", "is_flagged", "response_count",
+    "is_anchor", "is_drifted", "b_drift",
 )
+
+# ScaleLinking.method values (irt_calibration_runs.linking_method).
+METHOD_INITIAL = "initial"              # the bank's first completed run: defines its scale
+METHOD_STOCKING_LORD = "stocking_lord"  # linked to the bank scale over anchors
+METHOD_NONE = "none"                    # asked for a new scale (config linking: none)
 
 
 SkippedItem = IrtSkippedItem  # the brief's shape, defined once in irt_pipeline/models.py
@@ -50,6 +61,8 @@ class ResponseMatrix:
     matrix: sp.csr_matrix        # signed encoding, see the module docstring
     student_ids: tuple[str, ...]
     item_ids: tuple[str, ...]    # includes the bank's items nobody answered (empty columns)
+    data_watermark: int = 0      # highest student_attempts.id of the bank in the read snapshot
+    data_read_at: datetime | None = None
 
     @property
     def n_responses(self) -> int:
@@ -81,6 +94,8 @@ class EligibleItems:
     item_ids: tuple[str, ...]
     response_counts: np.ndarray  # per eligible item
     skipped: tuple[SkippedItem, ...]
+    data_watermark: int = 0
+    data_read_at: datetime | None = None
 
     @property
     def n_items(self) -> int:
@@ -101,6 +116,48 @@ class ItemParameters:
 
 
 @dataclass(frozen=True)
+class ScaleLinking:
+    """The calibration on the bank scale: the linked result and how the anchors behaved.
+
+    Per-item arrays follow `item_ids`: is_anchor (used in the link), is_drifted (dropped by the
+    drift screen), b_drift (linked b minus the bank value; NaN for items new to the scale) and
+    bank_b (the bank value, NaN for new items)."""
+
+    calibration_run_id: str
+    item_bank: str
+    item_ids: tuple[str, ...]
+    result: CalibrationResult    # on the bank scale (linking.transform_result)
+    record: ScaleRecord          # what the run row says about the scale
+    is_anchor: np.ndarray
+    is_drifted: np.ndarray
+    b_drift: np.ndarray
+    bank_b: np.ndarray
+    started_at: float
+
+    @property
+    def A(self) -> float:
+        return self.record.theta_sd
+
+    @property
+    def B(self) -> float:
+        return self.record.theta_mean
+
+    @property
+    def drifted_item_ids(self) -> list[str]:
+        return [self.item_ids[j] for j in np.flatnonzero(self.is_drifted)]
+
+
+@dataclass(frozen=True)
+class StudentAbilities:
+    """EAP abilities of the run's students on the bank scale, in `student_ids` order."""
+
+    calibration_run_id: str
+    item_bank: str
+    student_ids: tuple[str, ...]
+    abilities: Abilities
+
+
+@dataclass(frozen=True)
 class FitStatistics:
     """Everything `supabase_writes` publishes: one row per calibrated item plus the run summary."""
 
@@ -112,6 +169,7 @@ class FitStatistics:
     iterations_used: int
     log_likelihood: float
     started_at: float
+    scale: ScaleRecord | None = None
 
     @property
     def items_calibrated(self) -> int:
@@ -146,6 +204,8 @@ def build_response_matrix(
     *,
     item_bank: str,
     settings: CalibrationSettings,
+    data_watermark: int = 0,
+    data_read_at: datetime | None = None,
 ) -> ResponseMatrix:
     """CSR response matrix of one bank from first attempts (columns student_id, item_id, correct)."""
     frame = pd.DataFrame(
@@ -172,6 +232,8 @@ def build_response_matrix(
         matrix=matrix,
         student_ids=tuple(student_ids),
         item_ids=tuple(item_ids),
+        data_watermark=int(data_watermark),
+        data_read_at=data_read_at,
     )
 
 
@@ -212,6 +274,48 @@ def select_eligible(response_matrix: ResponseMatrix) -> EligibleItems:
         item_ids=tuple(response_matrix.item_ids[j] for j in eligible),
         response_counts=counts[eligible].copy(),
         skipped=tuple(skipped),
+        data_watermark=response_matrix.data_watermark,
+        data_read_at=response_matrix.data_read_at,
+    )
+
+
+def link_calibration(item_parameters: ItemParameters, bank: BankScale) -> ScaleLinking:
+    """Put the run on the bank scale (engine/linking.py): 'none' when the config asks for a new
+    scale, 'initial' when the bank has none yet, else Stocking-Lord over the anchors (the run's
+    items with a value on the bank's current scale). Raises linking.LinkingError (too few
+    anchors) for the caller to turn into CALIBRATION_FAILED."""
+    result, item_ids = item_parameters.result, item_parameters.item_ids
+    n = len(item_ids)
+    bank_b = np.full(n, np.nan)
+    is_anchor, is_drifted, b_drift = np.zeros(n, bool), np.zeros(n, bool), np.full(n, np.nan)
+    if item_parameters.settings.linking == LINKING_NONE or not bank.exists:
+        method = METHOD_NONE if item_parameters.settings.linking == LINKING_NONE else METHOD_INITIAL
+        record = ScaleRecord(method=method, scale_run_id=None, theta_mean=0.0, theta_sd=1.0)
+        linked = result
+    else:
+        index = {item: j for j, item in enumerate(item_ids)}
+        values = bank.values
+        rows = np.array([index[item] for item in values["item_id"]], dtype=np.int64)
+        bank_set = ItemSet.of(values["a"], values["b"], values["c"])
+        run_set = ItemSet.of(result.a[rows], result.b[rows], result.c[rows])
+        link: Link = link_to_bank(run_set, bank_set, result.nodes, result.weights)
+        linked = transform_result(result, link.A, link.B, a_bounds=BRIEF_BOUNDS.a)
+        bank_b[rows] = bank_set.b
+        is_anchor[rows], is_drifted[rows], b_drift[rows] = link.used, link.drifted, link.b_drift
+        record = ScaleRecord(method=METHOD_STOCKING_LORD, scale_run_id=bank.scale_run_id,
+                             theta_mean=link.B, theta_sd=link.A,
+                             anchor_items=link.n_used, drifted_items=link.n_drifted)
+    return ScaleLinking(
+        calibration_run_id=item_parameters.calibration_run_id,
+        item_bank=item_parameters.item_bank,
+        item_ids=item_ids,
+        result=linked,
+        record=record,
+        is_anchor=is_anchor,
+        is_drifted=is_drifted,
+        b_drift=b_drift,
+        bank_b=bank_b,
+        started_at=item_parameters.started_at,
     )
 
 
@@ -229,8 +333,11 @@ def parameter_table(
     outfit_mnsq: np.ndarray,
     is_flagged: np.ndarray,
     response_counts: np.ndarray,
+    linking: ScaleLinking | None = None,
 ) -> pd.DataFrame:
-    """One row per calibrated item, in the column order of irt_item_parameters."""
+    """One row per calibrated item, in the column order of irt_item_parameters (the link
+    columns from `linking`; without one: no anchors, no drift)."""
+    n = len(item_ids)
     table = pd.DataFrame(
         {
             "item_id": pd.Series(list(item_ids), dtype=object),
@@ -244,6 +351,9 @@ def parameter_table(
             "outfit_mnsq": np.asarray(outfit_mnsq, dtype=float),
             "is_flagged": np.asarray(is_flagged, dtype=bool),
             "response_count": np.asarray(response_counts, dtype=np.int64),
+            "is_anchor": linking.is_anchor if linking is not None else np.zeros(n, bool),
+            "is_drifted": linking.is_drifted if linking is not None else np.zeros(n, bool),
+            "b_drift": linking.b_drift if linking is not None else np.full(n, np.nan),
         }
     )
     return table[list(PARAMETER_COLUMNS)]

@@ -1,15 +1,24 @@
-"""Reads of the upstream tables: the items of a bank and their first attempts."""
+"""Reads of the upstream tables: the items of a bank and their first attempts.
+
+`read_bank_snapshot` reads everything a calibration needs (the bank's items, their first
+attempts, and the data watermark) in ONE ``REPEATABLE READ READ ONLY`` transaction, so the run
+sees a single snapshot of the database however long the read takes and whatever an exam
+import commits meanwhile.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 import psycopg
 from psycopg import sql
 
 from irt_pipeline.storage._ids import parse_uuid
+from irt_pipeline.storage._tx import committed_transaction
 
 ATTEMPT_COLUMNS = ("student_id", "item_id", "correct")
 
@@ -25,6 +34,37 @@ JOIN items i ON i.id = a.item_id
 WHERE i.item_bank = %(bank)s AND a.student_id IS NOT NULL AND a.correct IS NOT NULL {item_filter}
 ORDER BY a.student_id, a.item_id, a.attempted_at, a.id
 """
+
+
+# The highest attempt id of the bank (graded, with a student, on one of its items): the run's
+# data watermark. Every attempt a snapshot could read has an id at most this.
+_WATERMARK = """
+SELECT coalesce(max(a.id), 0), now()
+FROM student_attempts a
+JOIN items i ON i.id = a.item_id
+WHERE i.item_bank = %(bank)s AND a.student_id IS NOT NULL AND a.correct IS NOT NULL
+"""
+
+
+@dataclass(frozen=True)
+class BankSnapshot:
+    """What one calibration reads of a bank, all from one database snapshot."""
+
+    attempts: pd.DataFrame      # first attempts: student_id, item_id, correct
+    item_ids: list[str]         # every item of the bank, sorted (also those nobody answered)
+    data_watermark: int         # highest student_attempts.id of the bank in the snapshot (0: none)
+    data_read_at: datetime      # when the snapshot was taken (the transaction's now())
+
+
+def read_bank_snapshot(conn: psycopg.Connection, item_bank: str) -> BankSnapshot:
+    """The bank's items, first attempts and data watermark in one REPEATABLE READ READ ONLY
+    transaction (issue 12: one snapshot per run)."""
+    with committed_transaction(conn):
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        watermark, read_at = conn.execute(_WATERMARK, {"bank": item_bank}).fetchone()
+        items = bank_items(conn, item_bank)
+        attempts = read_attempts(conn, item_bank)
+    return BankSnapshot(attempts=attempts, item_ids=items, data_watermark=int(watermark), data_read_at=read_at)
 
 
 def read_attempts(

@@ -37,13 +37,14 @@ _held: dict[str, tuple[psycopg.Connection, str | None, int]] = {}
 
 
 def start_leased_run(
-    url: str, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None
+    url: str, *, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None, **row: Any
 ) -> str:
-    """`start_run` on a new connection that stays open as the run's lease; return the run id."""
+    """`start_run` on a new connection that stays open as the run's lease; return the run id.
+    `row`: further columns of the run row that start_run takes (data_watermark, data_read_at)."""
     prune()
     conn = connect(url)
     try:
-        run_id = start_run(conn, item_bank=item_bank, config=config, dagster_run_id=dagster_run_id)
+        run_id = start_run(conn, item_bank=item_bank, config=config, dagster_run_id=dagster_run_id, **row)
         # shows in pg_stat_activity which session holds which run
         conn.execute("SELECT set_config('application_name', %s, false)", (f"irt-pipeline lease {run_id}",))
     except BaseException:

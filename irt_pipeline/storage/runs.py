@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 import pandas as pd
 import psycopg
@@ -36,7 +40,7 @@ from psycopg.types.json import Jsonb
 from irt_pipeline.errors import CalibrationFailedError, CalibrationInProgressError, ValidationError
 from irt_pipeline.storage._ids import parse_uuid, uuid_or_none
 from irt_pipeline.storage._tx import committed_transaction
-from irt_pipeline.storage.parameter_frame import PARAMETER_COLUMNS, validated_rows
+from irt_pipeline.storage.parameter_frame import WRITTEN_COLUMNS, validated_rows
 
 _ONE_RUNNING_PER_BANK = "idx_irt_runs_one_running_per_bank"
 
@@ -56,6 +60,28 @@ CLIENT_CHECK_INTERVAL = "1s"
 _PUBLISH_APPLICATION_NAME = "irt-pipeline publish {run}"
 
 
+@dataclass(frozen=True)
+class ScaleRecord:
+    """How a run was put on its bank's scale (the run-row columns of migration 0005)."""
+
+    method: str                  # 'initial', 'stocking_lord' or 'none'
+    scale_run_id: str | None     # the run that defined the scale; None: this run itself
+    theta_mean: float            # B: the run's students' mean on the bank scale
+    theta_sd: float              # A: their standard deviation on the bank scale
+    anchor_items: int = 0
+    drifted_items: int = 0
+
+
+@dataclass(frozen=True)
+class AbilityRows:
+    """Student abilities of a run, one entry per student (storage/abilities.py writes them)."""
+
+    student_ids: Sequence[str]
+    theta: np.ndarray
+    theta_se: np.ndarray
+    response_counts: np.ndarray
+
+
 def lease_key(run_id: str | uuid.UUID) -> int:
     """The second advisory-lock key of a run's lease: 31 bits of its id (a non-negative int4)."""
     run = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
@@ -68,11 +94,14 @@ def start_run(
     item_bank: str,
     config: Mapping[str, Any],
     dagster_run_id: str | None,
+    data_watermark: int | None = None,
+    data_read_at: datetime | None = None,
     handover_grace_seconds: float = HANDOVER_GRACE_SECONDS,
     max_runtime_seconds: float | None = MAX_RUNTIME_SECONDS,
 ) -> str:
     """Insert and commit a 'running' row for the bank; return its id. `conn`'s session holds the
     run's lease from then on (see the module docstring): keep it open while the run is alive.
+    `data_watermark` / `data_read_at` describe the snapshot the run read (attempts.BankSnapshot).
 
     When the bank already has a running row, the bank's dead rows are swept (`fail_stale_runs`)
     and the insert is tried once more; if a live run remains, raises CalibrationInProgressError
@@ -80,7 +109,7 @@ def start_run(
     """
     for attempt in range(2):
         try:
-            return _insert_running_row(conn, item_bank, config, dagster_run_id)
+            return _insert_running_row(conn, item_bank, config, dagster_run_id, data_watermark, data_read_at)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != _ONE_RUNNING_PER_BANK:
                 raise
@@ -101,7 +130,8 @@ def start_run(
 
 
 def _insert_running_row(
-    conn: psycopg.Connection, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None
+    conn: psycopg.Connection, item_bank: str, config: Mapping[str, Any], dagster_run_id: str | None,
+    data_watermark: int | None, data_read_at: datetime | None,
 ) -> str:
     run = uuid.uuid4()
     try:
@@ -109,8 +139,9 @@ def _insert_running_row(
             # the lock first: once the row is visible (at commit), its lease is already held
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (LEASE_NAMESPACE, lease_key(run)))
             conn.execute(
-                "INSERT INTO irt_calibration_runs (id, item_bank, config, dagster_run_id) VALUES (%s, %s, %s, %s)",
-                (run, item_bank, Jsonb(dict(config)), dagster_run_id),
+                "INSERT INTO irt_calibration_runs (id, item_bank, config, dagster_run_id, data_watermark,"
+                " data_read_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                (run, item_bank, Jsonb(dict(config)), dagster_run_id, data_watermark, data_read_at),
             )
     except BaseException:
         if not conn.closed:
@@ -294,12 +325,18 @@ def publish_calibration(
     convergence_achieved: bool,
     iterations_used: int,
     elapsed_seconds: float,
+    scale: ScaleRecord | None = None,
+    abilities: AbilityRows | None = None,
 ) -> int:
-    """Write the run's parameter rows and complete the run, in one transaction; return the row count.
+    """Write the run's parameter rows (and student abilities) and complete the run, in one
+    transaction; return the parameter row count.
 
     All or nothing: an invalid frame (ValidationError) writes nothing, and so does a run that is
     not 'running' any more (CalibrationFailedError). Rows a previous attempt of the same run wrote
-    are replaced. Every row gets the same calibrated_at (now(), the transaction's start). A lost
+    are replaced. Refused (CALIBRATION_FAILED, nothing written): a run older in data than a
+    completed run of its bank (a higher data watermark: no stale publish), and a linked run
+    whose bank scale changed since it was linked. `scale` records how the run was put on the
+    bank scale (None: nothing recorded, as before migration 0005). Every row gets the same calibrated_at (now(), the transaction's start). A lost
     connection (server restart, pg_terminate_backend, network) raises CalibrationFailedError
     saying so; the server rolls the transaction back. While it runs, the writer's session is
     named ``irt-pipeline publish <run id>`` in pg_stat_activity. The run's lease is released
@@ -317,9 +354,15 @@ def publish_calibration(
             if conn.info.server_version >= 140000:
                 conn.execute("SELECT set_config('client_connection_check_interval', %s, true)",
                              (CLIENT_CHECK_INTERVAL,))
-            _lock_running_run(conn, run)
+            item_bank = _lock_running_run(conn, run)
+            _refuse_stale(conn, run, item_bank, scale)
             conn.execute("DELETE FROM irt_item_parameters WHERE calibration_run_id = %s", (run,))
             _copy_parameters(conn, run, rows)
+            if abilities is not None:
+                from irt_pipeline.storage.abilities import write_abilities
+
+                write_abilities(conn, run, item_bank, abilities.student_ids, abilities.theta,
+                                abilities.theta_se, abilities.response_counts)
             conn.execute(
                 "UPDATE irt_calibration_runs SET status = 'completed', completed_at = now(),"
                 " items_calibrated = %s, items_skipped = %s, items_flagged = %s,"
@@ -328,6 +371,13 @@ def publish_calibration(
                 (items_calibrated, items_skipped, items_flagged, convergence_achieved,
                  iterations_used, elapsed_seconds, run),
             )
+            if scale is not None:
+                conn.execute(
+                    "UPDATE irt_calibration_runs SET linking_method = %s, scale_run_id = coalesce(%s, id),"
+                    " theta_mean = %s, theta_sd = %s, anchor_items = %s, drifted_items = %s WHERE id = %s",
+                    (scale.method, uuid_or_none(scale.scale_run_id), scale.theta_mean, scale.theta_sd,
+                     scale.anchor_items, scale.drifted_items, run),
+                )
             committing = True
     except psycopg.errors.ForeignKeyViolation as exc:
         raise ValidationError(f"parameters name an unknown item: {exc.diag.message_detail}") from None
@@ -348,10 +398,11 @@ def publish_calibration(
     return len(rows)
 
 
-def _lock_running_run(conn: psycopg.Connection, run: uuid.UUID) -> None:
-    """Lock the run row until commit; CalibrationFailedError unless it is 'running'."""
+def _lock_running_run(conn: psycopg.Connection, run: uuid.UUID) -> str:
+    """Lock the run row until commit; CalibrationFailedError unless it is 'running'. Returns
+    the run's item bank."""
     row = conn.execute(
-        "SELECT status FROM irt_calibration_runs WHERE id = %s FOR UPDATE", (run,)
+        "SELECT status, item_bank FROM irt_calibration_runs WHERE id = %s FOR UPDATE", (run,)
     ).fetchone()
     if row is None:
         raise CalibrationFailedError(f"calibration run {run} does not exist; nothing was published")
@@ -360,14 +411,42 @@ def _lock_running_run(conn: psycopg.Connection, run: uuid.UUID) -> None:
             f"calibration run {run} is {row[0]}, not running; its parameters were not published "
             "(a run's row is published once; to calibrate again, start a new run or re-execute every step)"
         )
+    return row[1]
+
+
+def _refuse_stale(conn: psycopg.Connection, run: uuid.UUID, item_bank: str, scale: ScaleRecord | None) -> None:
+    """CalibrationFailedError when a completed run of the bank read newer data than this run, or
+    (for a linked run) when the bank's scale is no longer the one the run was linked to."""
+    newer = conn.execute(
+        "SELECT o.id, o.data_watermark, r.data_watermark FROM irt_calibration_runs r"
+        " JOIN irt_calibration_runs o ON o.item_bank = r.item_bank AND o.status = 'completed'"
+        " AND o.data_watermark > coalesce(r.data_watermark, -1)"
+        " WHERE r.id = %s ORDER BY o.data_watermark DESC LIMIT 1",
+        (run,),
+    ).fetchone()
+    if newer is not None:
+        raise CalibrationFailedError(
+            f"calibration run {run} read the attempts of bank {item_bank!r} up to id {newer[2]}, but completed "
+            f"run {newer[0]} read newer data (up to id {newer[1]}); publishing would make older data the "
+            "bank's latest parameters, so nothing was published (calibrate again from response_matrix)"
+        )
+    if scale is not None and scale.method == "stocking_lord":
+        from irt_pipeline.storage.scale import current_scale_run
+
+        current = current_scale_run(conn, item_bank)
+        if current != str(scale.scale_run_id):
+            raise CalibrationFailedError(
+                f"calibration run {run} was linked to the scale of run {scale.scale_run_id}, but bank "
+                f"{item_bank!r} is now on the scale of run {current}; nothing was published (calibrate again)"
+            )
 
 
 def _copy_parameters(conn: psycopg.Connection, run: uuid.UUID, rows: list[tuple]) -> None:
     query = sql.SQL("COPY irt_item_parameters ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.SQL(", ").join(map(sql.Identifier, ("calibration_run_id", *PARAMETER_COLUMNS)))
+        sql.SQL(", ").join(map(sql.Identifier, ("calibration_run_id", *WRITTEN_COLUMNS)))
     )
     with conn.cursor() as cur, cur.copy(query) as copy:
-        copy.set_types(["uuid", "uuid", *["float8"] * 8, "bool", "int4"])
+        copy.set_types(["uuid", "uuid", *["float8"] * 8, "bool", "int4", "bool", "bool", "float8"])
         for row in rows:
             copy.write_row((run, *row))
 

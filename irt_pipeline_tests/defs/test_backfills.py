@@ -32,7 +32,8 @@ from irt_pipeline.definitions import defs
 from irt_pipeline_tests.defs.conftest import add_bank_partition, load_standard_bank, parameter_rows, runs
 
 REPO = Path(__file__).resolve().parents[2]
-ASSETS = ["response_matrix", "eligible_items", "item_parameters", "fit_statistics", "supabase_writes"]
+ASSETS = ["response_matrix", "eligible_items", "item_parameters", "scale_linking", "fit_statistics",
+          "student_abilities", "supabase_writes"]
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 

@@ -33,7 +33,8 @@ from irt_pipeline_tests.brief_fixtures import (
 
 pytestmark = pytest.mark.db
 
-ALL_ASSETS = {"response_matrix", "eligible_items", "item_parameters", "fit_statistics", "supabase_writes"}
+ALL_ASSETS = {"response_matrix", "eligible_items", "item_parameters", "scale_linking", "fit_statistics",
+              "student_abilities", "supabase_writes"}
 
 
 @pytest.fixture
@@ -135,7 +136,7 @@ def test_stores_calibration_run_in_irt_calibration_runs(shared):
     assert run["convergence_achieved"] is True
     assert 1 <= run["iterations_used"] <= 100
     assert run["elapsed_seconds"] > 0
-    assert run["config"] == {**VALID_CALIBRATION_REQUEST, "model": "3pl"}
+    assert run["config"] == {**VALID_CALIBRATION_REQUEST, "model": "3pl", "linking": "stocking_lord"}
 
 
 @pytest.mark.parametrize(
@@ -182,7 +183,7 @@ def test_uses_default_config_when_none_given(database_url, instance, calibration
     assert result.success, failure_text(result)
     (run,) = runs(database_url, bank.name)
     assert run["config"] == {"min_responses": 100, "max_iterations": 100, "convergence_threshold": 0.001,
-                             "model": "3pl"}
+                             "model": "3pl", "linking": "stocking_lord"}
     assert run["status"] == "completed"
 
 

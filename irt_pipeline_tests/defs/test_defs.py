@@ -13,11 +13,13 @@ from irt_pipeline.defs.checks import (
     CHECK_EM_CONVERGED,
     CHECK_ITEM_FIT_WITHIN_RANGE,
     CHECK_PARAMETERS_WITHIN_BOUNDS,
+    CHECK_ANCHORS_STABLE,
 )
 from irt_pipeline.definitions import defs
 
 REPO = Path(__file__).resolve().parents[2]
-ASSET_NAMES = ["response_matrix", "eligible_items", "item_parameters", "fit_statistics", "supabase_writes"]
+ASSET_NAMES = ["response_matrix", "eligible_items", "item_parameters", "scale_linking", "fit_statistics",
+               "student_abilities", "supabase_writes"]
 
 
 def test_definitions_are_loadable():
@@ -31,10 +33,19 @@ def test_calibration_job_covers_the_chain_and_its_checks():
     job = d.resolve_job_def("calibration_job")
     assert {h.name for h in job.hook_defs} == {"mark_calibration_failed"}
     graph = d.resolve_asset_graph()
-    for upstream, downstream in zip(ASSET_NAMES, ASSET_NAMES[1:]):
-        assert dg.AssetKey(upstream) in graph.get(dg.AssetKey(downstream)).parent_keys
+    parents = {name: {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} for name in ASSET_NAMES}
+    assert parents == {
+        "response_matrix": set(),
+        "eligible_items": {"response_matrix"},
+        "item_parameters": {"eligible_items"},
+        "scale_linking": {"item_parameters"},
+        "fit_statistics": {"eligible_items", "scale_linking"},
+        "student_abilities": {"eligible_items", "scale_linking"},
+        "supabase_writes": {"fit_statistics", "student_abilities"},
+    }
     check_names = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
-    assert check_names == {CHECK_PARAMETERS_WITHIN_BOUNDS, CHECK_ITEM_FIT_WITHIN_RANGE, CHECK_EM_CONVERGED}
+    assert check_names == {CHECK_PARAMETERS_WITHIN_BOUNDS, CHECK_ITEM_FIT_WITHIN_RANGE, CHECK_EM_CONVERGED,
+                           CHECK_ANCHORS_STABLE}
 
 
 def test_every_asset_is_partitioned_by_item_bank_and_documented():
@@ -45,7 +56,8 @@ def test_every_asset_is_partitioned_by_item_bank_and_documented():
         assert node.group_name == "irt"
         assert node.owners and node.kinds and node.description
     pools = {name: graph.get(dg.AssetKey(name)).pools for name in ASSET_NAMES}
-    assert pools["item_parameters"] == pools["fit_statistics"] == pools["supabase_writes"] == {"irt_calibration"}
+    for name in ASSET_NAMES[2:]:
+        assert pools[name] == {"irt_calibration"}, name
     assert not pools["response_matrix"] and not pools["eligible_items"]
 
 

@@ -98,7 +98,11 @@ def test_config_rejects_out_of_range_values_naming_the_field(field, value):
 
 def test_config_defaults_and_snapshot():
     snap = CalibrationConfig().settings().snapshot()
-    assert snap == {"min_responses": 100, "max_iterations": 100, "convergence_threshold": 0.001, "model": "3pl"}
+    assert snap == {"min_responses": 100, "max_iterations": 100, "convergence_threshold": 0.001, "model": "3pl",
+                    "linking": "stocking_lord"}
+    assert CalibrationConfig(linking="none").settings().snapshot()["linking"] == "none"
+    with pytest.raises(pydantic.ValidationError, match="linking"):
+        CalibrationConfig(linking="mean_sigma")
     upper = "A0000000-0000-4000-8000-00000000000B"
     cfg = CalibrationConfig(item_ids=[upper, upper.lower()])
     assert cfg.item_ids == [upper.lower()]
