@@ -1,4 +1,5 @@
-"""Storage timings: seed ~500k attempts, read them back, publish 1,000 parameter rows.
+"""Storage timings: seed ~500k attempts, read them back, publish 1,000 parameter rows, write the
+abilities of 100,000 students.
 
     python benchmarks/bench_storage.py [--url postgresql://root@127.0.0.1:5432/test]
 
@@ -65,6 +66,29 @@ def run(url: str) -> None:
         timed("start_run + publish_calibration (1000 rows)", start_and_publish, repeat=3)
         item = parameters["item_id"][0]
         timed("latest_parameters (one item)", lambda: storage.latest_parameters(conn, item), repeat=20)
+        bench_abilities(conn)
+
+
+def bench_abilities(conn: psycopg.Connection, n_students: int = 100_000) -> None:
+    """write_abilities for n_students in one transaction (as publish_calibration calls it):
+    validation, the delete of a previous attempt's rows and the binary COPY."""
+    rng = np.random.default_rng(2)
+    students = [str(uuid.uuid4()) for _ in range(n_students)]
+    theta, theta_se = rng.normal(0, 1, n_students), rng.uniform(0.2, 0.6, n_students)
+    counts = rng.integers(1, 200, n_students)
+    run_id = storage.start_run(conn, item_bank="abilities", config={"model": "3pl"}, dagster_run_id=None)
+
+    def write() -> int:
+        with conn.transaction():
+            return storage.write_abilities(conn, run_id, "abilities", students, theta, theta_se, counts)
+
+    # the first write fills an empty table; the repeats also delete the previous attempt's rows
+    timed(f"write_abilities ({n_students:,} students, first)", write)
+    timed(f"write_abilities ({n_students:,} students, rewrite)", write, repeat=3)
+    conn.execute("UPDATE irt_calibration_runs SET status = 'completed', completed_at = now() WHERE id = %s",
+                 (run_id,))
+    student = students[n_students // 2]
+    timed("latest_ability (one student)", lambda: storage.latest_ability(conn, student, "abilities"), repeat=20)
 
 
 def main() -> None:

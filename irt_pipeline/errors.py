@@ -45,3 +45,9 @@ class ItemNotFoundError(IrtError):
     """No calibrated parameters exist for the item (HTTP 404 in the brief)."""
 
     code = "ITEM_NOT_FOUND"
+
+
+class StudentNotFoundError(IrtError):
+    """No ability of the student on the bank from a completed run (not the brief's: issue 9)."""
+
+    code = "STUDENT_NOT_FOUND"

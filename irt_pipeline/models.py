@@ -1,6 +1,8 @@
 """The brief's typed contract (STORY-ST-4, sections 3 and 5): one definition of each shape.
 
-Pydantic v2 models with exactly the brief's field names, types and constraints. The Dagster
+Pydantic v2 models with exactly the brief's field names, types and constraints; what this project
+adds (issue 9: the bank-scale fields of `IrtCalibrationRun`, `IrtStudentAbility`, the error code
+STUDENT_NOT_FOUND) comes after the brief's fields and leaves them unchanged. The Dagster
 config (`defs.config.CalibrationConfig`) builds its fields from the same annotated types as
 `IrtCalibrationRequest`; the storage layer returns `IrtItemParameters`; the CLI prints the
 `{"data": ..., "error": ...}` envelope; `scripts/generate_types.py` turns these models into
@@ -9,10 +11,11 @@ config (`defs.config.CalibrationConfig`) builds its fields from the same annotat
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated, Generic, Literal, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from irt_pipeline import errors
 
@@ -38,9 +41,18 @@ DEFAULT_CONVERGENCE_THRESHOLD = 0.001
 MODEL = "3pl"
 
 ErrorCode = Literal[
-    "VALIDATION_ERROR", "INSUFFICIENT_DATA", "CALIBRATION_IN_PROGRESS", "CALIBRATION_FAILED", "ITEM_NOT_FOUND"
+    "VALIDATION_ERROR",
+    "INSUFFICIENT_DATA",
+    "CALIBRATION_IN_PROGRESS",
+    "CALIBRATION_FAILED",
+    "ITEM_NOT_FOUND",
+    "STUDENT_NOT_FOUND",  # not the brief's: `irt-pipeline ability` (issue 9)
 ]
 RunStatus = Literal["running", "completed", "failed"]
+LinkingMethod = Literal["initial", "stocking_lord", "none"]
+
+# A UUID as its string; database rows give uuid.UUID values (used by the fields added after the brief).
+UuidStr = Annotated[str, BeforeValidator(lambda value: str(value) if isinstance(value, uuid.UUID) else value)]
 
 
 class _Output(BaseModel):
@@ -122,6 +134,42 @@ class IrtCalibrationRun(_Output):
     iterations_used: int
     elapsed_seconds: float
     config: IrtCalibrationConfig
+    # -- not the brief's: the bank scale (issue 9, migration 0005) and the data read (migration 0006).
+    # Appended after the brief's fields, which keep their names, types and order.
+    linking_method: Optional[LinkingMethod] = Field(
+        default=None,
+        description="How the run was put on the bank scale: initial (the bank's first run, defines the scale), "
+        "stocking_lord (linked over anchor items), none (started a new scale); null before linking",
+    )
+    scale_run_id: Optional[UuidStr] = Field(
+        default=None, description="The run that defined the scale this run is on (itself for initial and none)"
+    )
+    theta_mean: Optional[float] = Field(
+        default=None, description="Mean ability of this run's students on the bank scale (B of the link)"
+    )
+    theta_sd: Optional[float] = Field(
+        default=None, description="SD of this run's students' abilities on the bank scale (A of the link)"
+    )
+    anchor_items: int = Field(default=0, description="Anchor items used for the link (after the drift screen)")
+    drifted_items: int = Field(default=0, description="Anchor items the drift screen dropped")
+    data_watermark: Optional[int] = Field(
+        default=None, description="Highest student_attempts id of the bank the run read (0: none)"
+    )
+    data_read_at: Optional[datetime] = Field(
+        default=None, description="When the run's snapshot of the attempts was taken"
+    )
+
+
+class IrtStudentAbility(_Output):
+    """A student's ability on an item bank's scale, estimated by one calibration run (not the brief's: issue 9)."""
+
+    student_id: UuidStr
+    item_bank: str
+    theta: float = Field(description="Ability: EAP estimate on the bank scale")
+    theta_se: float = Field(description="Standard error of theta: posterior standard deviation")
+    response_count: int = Field(description="Responses (first attempts) of the student on the run's items")
+    estimated_at: datetime = Field(description="When the run published it (its parameters' calibrated_at)")
+    calibration_run_id: UuidStr
 
 
 class IrtApiError(_Output):
@@ -149,7 +197,7 @@ class Envelope(BaseModel, Generic[T]):
         return cls(data=None, error=IrtApiError(code=exc.code, message=exc.detail))
 
 
-# The brief's interfaces, in its order: what `scripts/generate_types.py` emits.
+# What `scripts/generate_types.py` emits: the brief's interfaces in its order, then the additions.
 CONTRACT_MODELS = (
     IrtItemParameters,
     IrtCalibrationRequest,
@@ -158,4 +206,5 @@ CONTRACT_MODELS = (
     IrtCalibrationRun,
     IrtCalibrationConfig,
     IrtApiError,
+    IrtStudentAbility,
 )

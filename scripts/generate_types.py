@@ -63,7 +63,7 @@ def _interface(model) -> str:
 
 def render() -> str:
     codes = " | ".join(f'"{code}"' for code in get_args(models.ErrorCode))
-    parts = [HEADER, f"/** The brief's error codes (section 5). */\nexport type IrtErrorCode = {codes};"]
+    parts = [HEADER, f"/** The error codes: the brief's (section 5), then this project's additions. */\nexport type IrtErrorCode = {codes};"]
     parts += [_interface(model) for model in models.CONTRACT_MODELS]
     parts.append(
         "/**\n * The response envelope: data on success, error on failure.\n */\n"

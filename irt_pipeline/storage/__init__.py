@@ -17,6 +17,7 @@ from irt_pipeline.storage.runs import (
     runs_of_bank,
     start_run,
 )
+from irt_pipeline.storage.abilities import latest_ability, run_abilities, write_abilities
 
 __all__ = [
     "database_url",
@@ -34,4 +35,7 @@ __all__ = [
     "latest_parameters",
     "run_parameters",
     "seed_demo",
+    "write_abilities",
+    "latest_ability",
+    "run_abilities",
 ]

@@ -57,3 +57,16 @@ def copy_columns(conn: psycopg.Connection, table: str, columns: Mapping[str, np.
         copy.write(records.tobytes())
         copy.write(_TRAILER)
     return n_rows
+
+
+def repeated_text_column(value: str, n_rows: int) -> np.ndarray:
+    """The same text in every row (binary text is the UTF-8 bytes); ``value`` must not be empty."""
+    encoded = value.encode("utf-8")
+    if not encoded:
+        raise ValueError("an empty text has no fixed-width wire value")
+    return np.frombuffer(encoded * n_rows, dtype=f"V{len(encoded)}")
+
+
+def repeated_uuid_column(value: uuid.UUID, n_rows: int) -> np.ndarray:
+    """The same UUID in every row."""
+    return np.frombuffer(value.bytes * n_rows, dtype="V16")

@@ -8,8 +8,9 @@ import sys
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from irt_pipeline.errors import IrtError, ItemNotFoundError
+from irt_pipeline.errors import IrtError, ItemNotFoundError, StudentNotFoundError
 from irt_pipeline.models import Envelope
+from irt_pipeline.storage.abilities import latest_ability
 from irt_pipeline.storage.connection import connect
 from irt_pipeline.storage.demo import seed_demo
 from irt_pipeline.storage.embedded import database_url
@@ -66,4 +67,22 @@ def parameters_command(item_id: str) -> int:
         print(error, file=sys.stderr)
         return 1
     print(Envelope.ok(parameters).model_dump_json(indent=2))
+    return 0
+
+
+def ability_command(student_id: str, *, bank: str) -> int:
+    """Print the envelope: {"data": IrtStudentAbility, "error": null} and exit 0, or
+    {"data": null, "error": {"code": "STUDENT_NOT_FOUND", ...}} (also on stderr) and exit 1."""
+    hint = ""
+    try:
+        with connect() as conn:
+            ability = latest_ability(conn, student_id, bank)
+    except psycopg.errors.UndefinedTable:
+        ability, hint = None, " (the database has no student abilities table: run `irt-pipeline migrate`)"
+    if ability is None:
+        error = StudentNotFoundError(f"no ability of student {student_id} on item bank {bank!r}{hint}")
+        print(Envelope.failure(error).model_dump_json(indent=2))
+        print(error, file=sys.stderr)
+        return 1
+    print(Envelope.ok(ability).model_dump_json(indent=2))
     return 0

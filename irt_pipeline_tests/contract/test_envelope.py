@@ -19,8 +19,9 @@ from irt_pipeline.models import (
     IrtCalibrationRun,
     IrtItemParameters,
     IrtSkippedItem,
+    IrtStudentAbility,
 )
-from irt_pipeline.storage.commands import parameters_command
+from irt_pipeline.storage.commands import ability_command, parameters_command
 from irt_pipeline_tests.defs.conftest import load_standard_bank, runs
 
 pytestmark = pytest.mark.db
@@ -116,3 +117,55 @@ def test_item_not_found_envelope(database_url, monkeypatch, capsys):
     monkeypatch.setenv("IRT_DATABASE_URL", database_url)
     assert parameters_command("00000000-0000-0000-0000-000000000001") == 1
     _assert_error(json.loads(capsys.readouterr().out), "ITEM_NOT_FOUND", "00000000-0000-0000-0000-000000000001")
+
+
+def test_student_not_found_envelope(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("IRT_DATABASE_URL", database_url)
+    assert ability_command("00000000-0000-0000-0000-000000000002", bank="demo") == 1
+    _assert_error(json.loads(capsys.readouterr().out), "STUDENT_NOT_FOUND",
+                  "00000000-0000-0000-0000-000000000002", "'demo'")
+
+
+def test_bank_scale_run_fields_and_abilities_round_trip_database_rows(database_url):
+    """The additions of issue 9 (run columns of migrations 0005/0006, irt_student_abilities)
+    validate from the rows as stored and survive their own JSON."""
+    student = "00000000-0000-4000-8000-000000000003"
+    with storage.connect(database_url) as conn:
+        first = storage.start_run(conn, item_bank="scale", config={"min_responses": 100, "max_iterations": 100,
+                                                                   "convergence_threshold": 0.001, "model": "3pl"},
+                                  dagster_run_id=None)
+        storage.fail_run(conn, first, "CALIBRATION_FAILED: test")   # a run from before linking: NULLs
+        run_id = storage.start_run(conn, item_bank="scale", config={"min_responses": 100, "max_iterations": 100,
+                                                                    "convergence_threshold": 0.001, "model": "3pl"},
+                                   dagster_run_id=None)
+        with conn.transaction():
+            storage.write_abilities(conn, run_id, "scale", [student], [0.42], [0.31], [25])
+            conn.execute(
+                "UPDATE irt_calibration_runs SET status = 'completed', completed_at = now(),"
+                " linking_method = 'stocking_lord', scale_run_id = %s, theta_mean = 0.7, theta_sd = 1.05,"
+                " anchor_items = 97, drifted_items = 3, data_watermark = 1204, data_read_at = now()"
+                " WHERE id = %s", (first, run_id))
+        old, new = storage.get_run(conn, first), storage.get_run(conn, run_id)
+        ability = storage.latest_ability(conn, student, "scale")
+        (row_ability,) = storage.run_abilities(conn, run_id)
+
+    unlinked = IrtCalibrationRun.model_validate(old)
+    assert (unlinked.linking_method, unlinked.scale_run_id, unlinked.theta_mean, unlinked.theta_sd) == (None,) * 4
+    assert (unlinked.anchor_items, unlinked.drifted_items, unlinked.data_watermark) == (0, 0, None)
+    linked = IrtCalibrationRun.model_validate(new)
+    assert (linked.linking_method, linked.scale_run_id, linked.theta_mean, linked.theta_sd) == (
+        "stocking_lord", first, 0.7, 1.05)
+    assert (linked.anchor_items, linked.drifted_items, linked.data_watermark) == (97, 3, 1204)
+    assert linked.data_read_at == new["data_read_at"] and linked.status == "completed"
+    dumped = json.loads(linked.model_dump_json())
+    assert set(dumped) == set(IrtCalibrationRun.model_fields) and dumped["scale_run_id"] == first
+    for run in (unlinked, linked):
+        assert IrtCalibrationRun.model_validate_json(run.model_dump_json()) == run
+
+    assert ability == row_ability
+    assert (ability.student_id, ability.calibration_run_id, ability.theta, ability.response_count) == (
+        student, run_id, 0.42, 25)
+    assert IrtStudentAbility.model_validate_json(ability.model_dump_json()) == ability
+    envelope = Envelope.ok(ability).model_dump(mode="json")
+    assert envelope["error"] is None and envelope["data"]["estimated_at"].endswith("Z")
+    assert Envelope[IrtStudentAbility].model_validate(envelope).data == ability

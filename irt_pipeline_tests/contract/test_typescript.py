@@ -1,5 +1,6 @@
 """packages/types/src/student/irt.types.ts: generated from the models, fresh, and the brief's
-interfaces field for field (the brief's section 3, copied below verbatim)."""
+interfaces field for field (the brief's section 3, copied below verbatim), followed only by the
+additions of issue 9 listed in EXTENSIONS."""
 
 from __future__ import annotations
 
@@ -92,11 +93,41 @@ def test_checked_in_file_is_what_the_script_generates():
     assert GENERATED.read_text() == _generator().render(), "stale: run `make types`"
 
 
+# What this project adds to the brief's interfaces (issue 9), after the brief's fields: the
+# brief's fields keep their names, types, order and optionality (a compatible extension).
+EXTENSIONS = {
+    "IrtCalibrationRun": [
+        (True, "linking_method", False, '"initial" | "stocking_lord" | "none" | null'),
+        (True, "scale_run_id", False, "string | null"),
+        (True, "theta_mean", False, "number | null"),
+        (True, "theta_sd", False, "number | null"),
+        (True, "anchor_items", False, "number"),
+        (True, "drifted_items", False, "number"),
+        (True, "data_watermark", False, "number | null"),
+        (True, "data_read_at", False, "string | null"),
+    ],
+}
+# IrtItemParameters stays exactly the brief's: the brief's JSON examples (section 5) must keep
+# type-checking as IrtItemParameters, so the drift columns of migration 0005 are not in it.
+
+
 def test_generated_types_match_the_brief_field_for_field():
     brief, generated = interfaces(BRIEF_TYPES), interfaces(GENERATED.read_text())
     assert len(brief) == 6
     for name, fields in brief.items():
-        assert generated[name] == fields, name
+        assert generated[name] == fields + EXTENSIONS.get(name, []), name
+
+
+def test_student_ability_interface():
+    assert interfaces(GENERATED.read_text())["IrtStudentAbility"] == [
+        (True, "student_id", False, "string"),
+        (True, "item_bank", False, "string"),
+        (True, "theta", False, "number"),
+        (True, "theta_se", False, "number"),
+        (True, "response_count", False, "number"),
+        (True, "estimated_at", False, "string"),
+        (True, "calibration_run_id", False, "string"),
+    ]
 
 
 def test_envelope_and_error_codes_are_exported():
@@ -106,7 +137,8 @@ def test_envelope_and_error_codes_are_exported():
     assert generated["IrtApiError"] == [(True, "code", False, "IrtErrorCode"), (True, "message", False, "string")]
     codes = re.search(r"export type IrtErrorCode = (.*);", GENERATED.read_text()).group(1)
     assert codes.replace('"', "").split(" | ") == [
-        "VALIDATION_ERROR", "INSUFFICIENT_DATA", "CALIBRATION_IN_PROGRESS", "CALIBRATION_FAILED", "ITEM_NOT_FOUND"]
+        "VALIDATION_ERROR", "INSUFFICIENT_DATA", "CALIBRATION_IN_PROGRESS", "CALIBRATION_FAILED", "ITEM_NOT_FOUND",
+        "STUDENT_NOT_FOUND"]
 
 
 def test_a_changed_model_makes_the_check_fail(monkeypatch):

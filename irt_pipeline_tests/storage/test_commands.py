@@ -8,7 +8,14 @@ import pytest
 
 from irt_pipeline import storage
 from irt_pipeline.cli import main
-from irt_pipeline.storage.commands import describe_database, migrate_command, parameters_command, seed_demo_command
+from irt_pipeline.storage.abilities import write_abilities
+from irt_pipeline.storage.commands import (
+    ability_command,
+    describe_database,
+    migrate_command,
+    parameters_command,
+    seed_demo_command,
+)
 from irt_pipeline_tests.storage.helpers import add_items, new_id, parameter_frame, publish
 
 pytestmark = pytest.mark.db
@@ -78,4 +85,46 @@ def test_parameters_command_prints_json_or_item_not_found(monkeypatch, capsys, d
 def test_parameters_command_on_an_unmigrated_database(monkeypatch, capsys, empty_database_url):
     use(monkeypatch, empty_database_url)
     assert parameters_command(new_id()) == 1
+    assert "run `irt-pipeline migrate`" in capsys.readouterr().err
+
+
+def test_ability_command_prints_json_or_student_not_found(monkeypatch, capsys, database_url):
+    use(monkeypatch, database_url)
+    student = new_id()
+    with storage.connect(database_url) as conn:
+        run_id = storage.start_run(conn, item_bank="bank-a", config={"model": "3pl"}, dagster_run_id=None)
+        with conn.transaction():
+            write_abilities(conn, run_id, "bank-a", [student], [0.42], [0.31], [25])
+            conn.execute("UPDATE irt_calibration_runs SET status = 'completed', completed_at = now()"
+                         " WHERE id = %s", (run_id,))
+        expected = storage.latest_ability(conn, student, "bank-a")
+    assert expected is not None and expected.theta == 0.42
+
+    assert main(["ability", student, "--bank", "bank-a"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data == {"data": expected.model_dump(mode="json"), "error": None}
+    assert data["data"]["calibration_run_id"] == run_id and data["data"]["response_count"] == 25
+
+    unknown = new_id()
+    assert ability_command(unknown, bank="bank-a") == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"data": None, "error": {
+        "code": "STUDENT_NOT_FOUND", "message": f"no ability of student {unknown} on item bank 'bank-a'"}}
+    assert captured.err == f"STUDENT_NOT_FOUND: no ability of student {unknown} on item bank 'bank-a'\n"
+    assert main(["ability", student, "--bank", "bank-b"]) == 1          # known student, other bank
+    assert "STUDENT_NOT_FOUND" in capsys.readouterr().err
+    assert ability_command("uuid-1", bank="bank-a") == 1
+    assert "STUDENT_NOT_FOUND" in capsys.readouterr().err
+
+
+def test_ability_command_needs_a_bank(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["ability", new_id()])
+    assert exited.value.code == 2
+    assert "--bank" in capsys.readouterr().err
+
+
+def test_ability_command_on_an_unmigrated_database(monkeypatch, capsys, empty_database_url):
+    use(monkeypatch, empty_database_url)
+    assert ability_command(new_id(), bank="bank-a") == 1
     assert "run `irt-pipeline migrate`" in capsys.readouterr().err

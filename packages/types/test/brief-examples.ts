@@ -5,6 +5,7 @@ import type {
   IrtCalibrationRun,
   IrtEnvelope,
   IrtItemParameters,
+  IrtStudentAbility,
 } from "../src";
 
 const request: IrtCalibrationRequest = {
@@ -41,6 +42,29 @@ const run: IrtCalibrationRun = {
   items_calibrated: 0, items_skipped: 0, items_flagged: 0, convergence_achieved: false,
   iterations_used: 0, elapsed_seconds: 0,
   config: { min_responses: 100, max_iterations: 100, convergence_threshold: 0.001, model: "3pl" },
+  // not the brief's: the bank scale (issue 9) and the data the run read
+  linking_method: null, scale_run_id: null, theta_mean: null, theta_sd: null,
+  anchor_items: 0, drifted_items: 0, data_watermark: 1204, data_read_at: "2026-02-19T10:29:20Z",
 };
 
-export const examples = [request, emptyRequest, calibrated, inProgress, run];
+const linked: IrtCalibrationRun = {
+  ...run, completed_at: "2026-02-19T10:30:00Z", status: "completed",
+  linking_method: "stocking_lord", scale_run_id: "run-uuid-0", theta_mean: 0.7, theta_sd: 1.05,
+  anchor_items: 97, drifted_items: 3,
+};
+
+// Not the brief's: `irt-pipeline ability <student-uuid> --bank B` (issue 9).
+const ability: IrtEnvelope<IrtStudentAbility> = {
+  data: {
+    student_id: "student-uuid-1", item_bank: "demo", theta: 0.42, theta_se: 0.31, response_count: 25,
+    estimated_at: "2026-02-19T10:30:00Z", calibration_run_id: "run-uuid-1",
+  },
+  error: null,
+};
+
+const studentNotFound: IrtEnvelope<IrtStudentAbility> = {
+  data: null,
+  error: { code: "STUDENT_NOT_FOUND", message: "no ability of student student-uuid-2 on item bank 'demo'" },
+};
+
+export const examples = [request, emptyRequest, calibrated, inProgress, run, linked, ability, studentNotFound];
