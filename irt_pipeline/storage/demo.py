@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS demo_item_truth (
   misfit BOOLEAN
 );
 ALTER TABLE demo_item_truth ENABLE ROW LEVEL SECURITY;
+-- Supabase's default privileges grant every new table in public to the API roles: take them back.
+REVOKE ALL ON demo_item_truth FROM anon, authenticated;
 """
 
 
@@ -50,7 +52,11 @@ def seed_demo(
 ) -> dict[str, Any]:
     """Replace the demo bank's items and attempts by a fresh simulation, in one transaction.
 
-    Refuses (ValidationError) a bank that holds items seed_demo did not create. Returns a summary:
+    Refuses (ValidationError) a bank that holds items seed_demo did not create. Re-seeding a bank
+    that has been calibrated deletes the bank's calibration runs first (their parameter rows and
+    abilities with them): `irt_item_parameters.item_id` is ON DELETE RESTRICT (migration 0007),
+    and the old runs' numbers describe items that no longer exist. Refused (ValidationError)
+    while a calibration of the bank is running. Returns a summary:
     counts of items, students, attempts, repeated attempts, exam imports, items with fewer than
     100 responses, and deliberately misfitting items.
     """
@@ -65,6 +71,7 @@ def seed_demo(
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('irt-pipeline seed_demo'))")
         conn.execute(_TRUTH_TABLE)
         _refuse_foreign_items(conn, item_bank)
+        _delete_calibration_history(conn, item_bank)
         for statement in (
             "DELETE FROM student_attempts WHERE item_id IN"
             " (SELECT item_id FROM demo_item_truth WHERE item_bank = %(bank)s)",
@@ -113,6 +120,26 @@ def _refuse_foreign_items(conn: psycopg.Connection, item_bank: str) -> None:
             f"item bank {item_bank!r} holds {foreign} item(s) that seed_demo did not create; "
             "seed the demo into another bank"
         )
+
+
+def _delete_calibration_history(conn: psycopg.Connection, item_bank: str) -> None:
+    """Delete the demo bank's calibration runs (parameter rows cascade), refusing a running one."""
+    running = conn.execute(
+        "SELECT id, started_at FROM irt_calibration_runs WHERE item_bank = %s AND status = 'running'"
+        " ORDER BY started_at LIMIT 1",
+        (item_bank,),
+    ).fetchone()
+    if running:
+        raise ValidationError(
+            f"item bank {item_bank!r} has a calibration running (run {running[0]}, started {running[1]}); "
+            "re-seed it once that run has ended"
+        )
+    conn.execute(
+        "DELETE FROM irt_item_parameters WHERE item_id IN"
+        " (SELECT item_id FROM demo_item_truth WHERE item_bank = %(bank)s)",
+        {"bank": item_bank},
+    )
+    conn.execute("DELETE FROM irt_calibration_runs WHERE item_bank = %(bank)s", {"bank": item_bank})
 
 
 def _copy(conn: psycopg.Connection, statement: str, rows) -> None:

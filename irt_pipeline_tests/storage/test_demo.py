@@ -93,3 +93,26 @@ def test_simulation_follows_the_3pl_and_misfits_are_steps():
     step = bank.misfit[item]
     assert step.sum() > 1000
     assert np.mean(correct[step] == (theta[step] > bank.b[item][step])) > 0.97
+
+
+def test_reseeding_a_calibrated_bank_replaces_its_calibration_history(conn):
+    """irt_item_parameters.item_id is ON DELETE RESTRICT (migration 0007): re-seeding deletes the
+    demo bank's runs and their parameter rows first (the items they describe are replaced), and
+    only the demo bank's; while a run of the bank is running it refuses with a clear message."""
+    from irt_pipeline_tests.storage.helpers import parameter_frame, publish
+
+    storage.seed_demo(conn, item_bank="demo", **TINY)
+    other = add_items(conn, "default", 2)
+    for bank, items in (("demo", [str(i) for i in storage.bank_items(conn, "demo")][:5]), ("default", other)):
+        run_id = storage.start_run(conn, item_bank=bank, config={"model": "3pl"}, dagster_run_id=None)
+        publish(conn, run_id, parameter_frame(items))
+
+    storage.seed_demo(conn, item_bank="demo", **{**TINY, "seed": 8})
+    assert conn.execute("SELECT item_bank, count(*) FROM irt_calibration_runs GROUP BY 1").fetchall() == [("default", 1)]
+    assert conn.execute("SELECT count(*) FROM irt_item_parameters").fetchone() == (2,)
+    assert conn.execute("SELECT count(*) FROM items WHERE item_bank = 'demo'").fetchone() == (80,)
+
+    running = storage.start_run(conn, item_bank="demo", config={"model": "3pl"}, dagster_run_id=None)
+    with pytest.raises(ValidationError, match=f"'demo' has a calibration running \\(run {running}"):
+        storage.seed_demo(conn, item_bank="demo", **TINY)
+    assert conn.execute("SELECT count(*) FROM items WHERE item_bank = 'demo'").fetchone() == (80,)

@@ -21,7 +21,8 @@ from irt_pipeline_tests.storage.helpers import add_items, parameter_frame, publi
 pytestmark = pytest.mark.db
 
 MIGRATIONS = ["0001_supabase_compat.sql", "0002_upstream_tables.sql", "0003_irt_calibration.sql",
-              "0004_run_leases_and_api_roles.sql"]
+              "0004_run_leases_and_api_roles.sql", "0005_bank_scale.sql", "0006_run_data_watermark.sql",
+              "0007_upstream_table_safety.sql"]
 
 
 def test_migration_files_are_ordered_sql():
@@ -162,7 +163,8 @@ def test_indexes_constraints_and_rls(conn):
     cascades = {r[0] for r in conn.execute(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'irt_item_parameters'::regclass"
         " AND contype = 'f'")}
-    assert cascades == {"FOREIGN KEY (item_id) REFERENCES items(id) ON DELETE CASCADE",
+    # item_id: RESTRICT since 0007 (deleting an item must not erase its calibration history)
+    assert cascades == {"FOREIGN KEY (item_id) REFERENCES items(id) ON DELETE RESTRICT",
                         "FOREIGN KEY (calibration_run_id) REFERENCES irt_calibration_runs(id) ON DELETE CASCADE"}
 
     rls = dict(conn.execute(
