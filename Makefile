@@ -37,6 +37,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_priors.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_storage.py
+	$(BIN)/python benchmarks/bench_linking.py
 
 ## The Dagster UI and daemon (one command) on http://127.0.0.1:3000: instance in DAGSTER_HOME
 ## (.dagster_home, SQLite, configured by dagster.local.yaml), data in the embedded database.

@@ -21,11 +21,42 @@ with the analytic Jacobian (dP/dtheta = (1 - c) a psi (1 - psi)) from the mean/s
 A0 = sd(b_bank) / sd(b_run), B0 = mean(b_bank) - A0 mean(b_run). Noise-free parameters are
 linked back to their A, B to within 1e-8.
 
-Anchor drift (Huynh & Meyer 2010, robust z): with d_j = A b_run_j + B - b_bank_j over every
-anchor candidate, z_j = (d_j - median d) / (0.74 IQR(d)); an anchor with |z_j| > 2.7 and
-|d_j| > 0.3 logits has drifted: it is dropped from the anchor set, the link is recomputed and
-the screen repeated until the drifted set no longer changes (a fixed point; at most
-`MAX_SCREEN_ROUNDS` rounds). Drifted items keep their new, linked estimates.
+Anchor drift: Huynh & Meyer's (2010) robust z, applied to each anchor's displacement in logits
+as this run's students see it. For every anchor candidate j the displacement delta_j is the
+shift of the item's bank difficulty that gives the run's population (the nodes A t_q + B on the
+bank scale, weights w_q) the same expected proportion correct as the item's new, linked
+parameters:
+
+    sum_q w_q P_j(A t_q + B; a_bank, b_bank + delta_j, c_bank)
+        = sum_q w_q P_j(A t_q + B; a_run / A, A b_run + B, c_run)                       (2)
+
+(one root per item: the left side decreases in delta_j; `irf_displacement`). For an item whose
+only change is its b, delta_j is exactly that change (linked b - bank b); when a and c move too,
+delta_j is the location change of the whole item response function where the students are, in
+the spirit of Haebara's (1980) item-level comparison of characteristic curves over the
+population and of the standardisation approach to differential item performance (Dorans &
+Kulick 1986; model-based: Wainer 1993). Then z_j = (delta_j - median delta) / (0.74 IQR(delta)),
+and an anchor with |z_j| > 2.7 and |delta_j| > 0.25 logits has drifted: it is dropped from the
+anchor set, the link is recomputed and the screen repeated until the drifted set no longer
+changes (a fixed point; if the screen cycles between sets, every anchor flagged on the cycle is
+dropped and the link recomputed once more). Drifted items keep their new, linked estimates.
+
+Why delta and not the raw b difference (d_j = linked b - bank b, still reported as `b_drift`),
+and why a floor of 0.25 rather than the issue's 0.3: measured on the two-cohort study of issue 9
+(irt_pipeline_tests/engine/two_cohorts.py, benchmarks/bench_linking.py: 200 items, cohort 1 at
+N(0, 1) on items 1-150, cohort 2 at N(0.7, 1) on items 51-200, 6 random shared items 1 logit
+easier for cohort 2, run 2 calibrated on all attempts). A recalibration on the accumulated
+attempts sees a drifted item as a blend of the two cohorts, and the blend moves a and c as well
+as b: d shows about half of the 1 logit for a mid-range item, less for an easy one (cohort 2
+answers it correctly either way). And b is the worst-determined part of a low-a or far-off item:
+d of a steady item with a = 0.6 or b = 2.8 is often 0.3-0.5 logits of noise while its curve over
+the students barely moves. With z > 2.7 and the floor at 0.3, over 30 seeds with 1,500 students
+per cohort, d flagged 64% of the drifted anchors and 2.2% of the steady ones (6.4% in one seed);
+delta flagged 77% and 0.25% (the issue asks for >= 80% and <= 3%). With the floor at 0.25, delta
+flags 86% and 0.5%; with 2,000 per cohort (20 seeds) 90% and 0.2% (0.3: 84%, 0.16%); with a
+small first cohort (1,000) and a large second (2,500; 8 seeds) 98% and 2.1% (0.3: 94%, 1.2%).
+A flag costs one anchor out of the link and a line in the report; a missed drift biases B by
+(its drift) / (number of anchors).
 
 Standard errors move with (1): a_se / A, A b_se, c_se. The uncertainty of A, B themselves is
 not added (it is common to every item of the run and small next to the item SEs once there
@@ -47,7 +78,7 @@ from irt_pipeline.engine.result import CalibrationResult
 MIN_ANCHORS = 5            # fewer anchors than this (before or after the screen): no link
 MAX_DROPPED_SHARE = 0.5    # the screen may drop at most this share of the candidates
 DRIFT_Z = 2.7              # Huynh & Meyer (2010) robust z cut-off
-DRIFT_FLOOR = 0.3          # ... and a practical floor in logits
+DRIFT_FLOOR = 0.25         # ... and a practical floor in logits (module docstring)
 MAX_SCREEN_ROUNDS = 20
 IQR_TO_SD = 0.74           # 1 / 1.349: IQR of a normal distribution in standard deviations
 A_RANGE = (0.05, 20.0)     # search box for A
@@ -88,9 +119,10 @@ class Link:
     used: np.ndarray       # bool: anchor kept in the final link
     drifted: np.ndarray    # bool: dropped by the screen (the complement of `used`)
     b_drift: np.ndarray    # linked b minus the bank b
-    robust_z: np.ndarray   # Huynh-Meyer z of b_drift
+    robust_z: np.ndarray   # Huynh-Meyer z of `displacement` (the screened statistic)
     rounds: int            # links computed (1 + screen rounds that changed the set)
     criterion: float       # Stocking-Lord F at (A, B) over the used anchors
+    displacement: np.ndarray = dataclasses.field(default=None)  # delta of (2), logits
 
     @property
     def n_used(self) -> int:
@@ -109,15 +141,20 @@ def mean_sigma(run_b: np.ndarray, bank_b: np.ndarray) -> tuple[float, float]:
     return A, float(np.mean(bank_b) - A * np.mean(run_b))
 
 
+def _default_grid(nodes, weights):
+    if nodes is None:
+        return normal_grid(41)
+    return np.asarray(nodes, float), np.asarray(weights, float)
+
+
 def stocking_lord(run: ItemSet, bank: ItemSet, nodes=None, weights=None) -> tuple[float, float, float]:
     """(A, B, F) minimising the Stocking-Lord criterion F over the given anchors (module docstring).
 
     nodes, weights: the run-scale grid (default: 41 nodes of N(0, 1) on [-6, 6])."""
     if len(run) != len(bank) or len(run) == 0:
         raise ValueError("stocking_lord needs the same, non-empty set of anchors on both scales")
-    if nodes is None:
-        nodes, weights = normal_grid(41)
-    nodes, sqrt_w = np.asarray(nodes, float), np.sqrt(np.asarray(weights, float))
+    nodes, weights = _default_grid(nodes, weights)
+    sqrt_w = np.sqrt(weights)
     target = probability(run.a[:, None], run.b[:, None], run.c[:, None], nodes).sum(axis=0)
     ba, bb, bc = bank.a[:, None], bank.b[:, None], bank.c[:, None]
 
@@ -132,10 +169,44 @@ def stocking_lord(run: ItemSet, bank: ItemSet, nodes=None, weights=None) -> tupl
         return np.column_stack([sqrt_w * slope * nodes, sqrt_w * slope])
 
     start = np.array(mean_sigma(run.b, bank.b))
-    fit = least_squares(residuals, start, jac=jacobian, method="trf",
-                        bounds=([A_RANGE[0], -np.inf], [A_RANGE[1], np.inf]),
-                        xtol=1e-12, ftol=1e-14, gtol=1e-14, max_nfev=500)
+    with np.errstate(over="ignore"):   # far-off trial points: exp overflows to inf, psi to 0
+        fit = least_squares(residuals, start, jac=jacobian, method="trf",
+                            bounds=([A_RANGE[0], -np.inf], [A_RANGE[1], np.inf]),
+                            xtol=1e-12, ftol=1e-14, gtol=1e-14, max_nfev=500)
     return float(fit.x[0]), float(fit.x[1]), float(2.0 * fit.cost)
+
+
+DISPLACEMENT_LIMIT = 12.0  # |delta| is searched within this many logits (a bound means "beyond")
+
+
+def irf_displacement(linked: ItemSet, bank: ItemSet, points, weights) -> np.ndarray:
+    """delta_j of (2): the shift of each bank item's b that gives the population (`points` on the
+    bank scale, `weights`) the expected proportion correct of the item's `linked` parameters.
+
+    Safeguarded Newton on the monotone equation, all items at once; a target outside the shifted
+    bank curve's range (c_bank, 1) gives +-DISPLACEMENT_LIMIT."""
+    points, weights = np.asarray(points, float), np.asarray(weights, float)
+    target = probability(linked.a[:, None], linked.b[:, None], linked.c[:, None], points) @ weights
+    a, b, c = bank.a[:, None], bank.b[:, None], bank.c[:, None]
+    lo = np.full(len(bank), -DISPLACEMENT_LIMIT)
+    hi = np.full(len(bank), DISPLACEMENT_LIMIT)
+    delta = linked.b - bank.b                      # exact when only b moved
+    delta = np.clip(np.where(np.isfinite(delta), delta, 0.0), lo, hi)
+    for _ in range(80):
+        psi = logistic_part(a, b + delta[:, None], points)
+        excess = (c + (1.0 - c) * psi) @ weights - target          # decreasing in delta
+        slope = ((1.0 - c) * a * psi * (1.0 - psi)) @ weights      # -d excess / d delta
+        lo = np.where(excess > 0, delta, lo)
+        hi = np.where(excess <= 0, delta, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = delta + excess / slope
+        inside = np.isfinite(step) & (step >= lo) & (step <= hi)
+        new = np.where(inside, step, 0.5 * (lo + hi))
+        done = (np.abs(new - delta) < 1e-10) | (hi - lo < 1e-10)
+        delta = new
+        if done.all():
+            break
+    return delta
 
 
 def robust_z(d: np.ndarray) -> np.ndarray:
@@ -145,12 +216,16 @@ def robust_z(d: np.ndarray) -> np.ndarray:
     centred = d - median
     if scale > 0:
         return centred / scale
-    return np.where(np.abs(centred) > 0, np.sign(centred) * np.inf, 0.0)
+    return np.where(centred > 0, np.inf, np.where(centred < 0, -np.inf, 0.0))
 
 
 def drift_screen(b_drift: np.ndarray, z_cut: float = DRIFT_Z, floor: float = DRIFT_FLOOR) -> np.ndarray:
-    """True for drifted anchors: |robust z| > z_cut and |b drift| > floor."""
+    """True for drifted anchors: |robust z| > z_cut and |drift| > floor (`b_drift`: the screened
+    statistic in logits, per anchor candidate; link_to_bank passes the displacement of (2))."""
     return (np.abs(robust_z(b_drift)) > z_cut) & (np.abs(b_drift) > floor)
+
+
+WAY_OUT = "set `linking: none` to start a new bank scale from this run"
 
 
 def link_to_bank(
@@ -164,38 +239,51 @@ def link_to_bank(
     floor: float = DRIFT_FLOOR,
 ) -> Link:
     """Stocking-Lord link of the run to the bank over the anchor candidates, with the drift
-    screen iterated to a fixed point. `run` and `bank` hold the same items, in the same order.
+    screen iterated to a fixed point. `run` and `bank` hold the same items, in the same order;
+    nodes, weights: the run's quadrature grid (result.nodes, result.weights; default 41 nodes
+    of N(0, 1)), on which the criterion and the displacement are computed.
 
     Raises LinkingError when there are fewer than `min_anchors` candidates, or the screen keeps
-    fewer than `min_anchors` or drops more than half of them."""
+    fewer than `min_anchors` or drops more than half of them; the message names the counts and
+    the way out (`linking: none`)."""
     n = len(run)
     if len(bank) != n:
         raise ValueError(f"run has {n} anchor candidates but the bank values {len(bank)}")
     if n < min_anchors:
         raise LinkingError(
             f"only {n} item(s) of this run have a value on the bank scale; linking needs at least "
-            f"{min_anchors} anchors"
+            f"{min_anchors} anchor items: calibrate more items the bank already has, or {WAY_OUT}"
         )
+    nodes, weights = _default_grid(nodes, weights)
     drifted = np.zeros(n, dtype=bool)
-    rounds = 0
+    seen: list[np.ndarray] = [drifted]
+    rounds, last = 0, False
     while True:
         used = ~drifted
         A, B, criterion = stocking_lord(run.subset(used), bank.subset(used), nodes, weights)
         rounds += 1
-        d = A * run.b + B - bank.b
-        screened = drift_screen(d, z_cut, floor)
-        if np.array_equal(screened, drifted) or rounds > MAX_SCREEN_ROUNDS:
+        linked = ItemSet(*transform_parameters(run.a, run.b, run.c, A, B))
+        delta = irf_displacement(linked, bank, A * nodes + B, weights)
+        screened = drift_screen(delta, z_cut, floor)
+        if last or np.array_equal(screened, drifted):
             break
+        repeat = next((i for i, earlier in enumerate(seen) if np.array_equal(screened, earlier)), None)
+        if repeat is not None or rounds >= MAX_SCREEN_ROUNDS:
+            # A cycle (or no end in sight): drop every anchor flagged on it, link once more, stop.
+            screened = np.logical_or.reduce([*seen[repeat or 0:], screened])
+            last = True
         drifted = screened
+        seen.append(drifted)
         kept = int((~drifted).sum())
         if kept < min_anchors or n - kept > MAX_DROPPED_SHARE * n:
             raise LinkingError(
-                f"the drift screen dropped {n - kept} of {n} anchors (robust z > {z_cut} and more than "
-                f"{floor} logits), leaving {kept}; linking needs at least {min_anchors} anchors and keeps "
-                f"at least half of them"
+                f"the drift screen flagged {n - kept} of the {n} anchor items as drifted (robust z "
+                f"over {z_cut} and more than {floor} logits), leaving {kept}; linking needs at "
+                f"least {min_anchors} anchors and keeps at least half of them. When most anchors "
+                f"drift the bank scale no longer describes these students: {WAY_OUT}"
             )
-    return Link(A=A, B=B, used=~drifted, drifted=drifted, b_drift=d, robust_z=robust_z(d),
-                rounds=rounds, criterion=criterion)
+    return Link(A=A, B=B, used=~drifted, drifted=drifted, b_drift=linked.b - bank.b,
+                robust_z=robust_z(delta), rounds=rounds, criterion=criterion, displacement=delta)
 
 
 def transform_parameters(a, b, c, A: float, B: float):
