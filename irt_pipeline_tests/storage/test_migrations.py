@@ -118,6 +118,16 @@ BRIEF_RUN_COLUMNS = {
     "dagster_run_id": ("text", "YES", None),
     "error": ("text", "YES", None),
     "lease_handed_over_at": ("timestamp with time zone", "YES", None),  # 0004: run leases
+    # 0005: the bank scale
+    "linking_method": ("text", "YES", None),
+    "scale_run_id": ("uuid", "YES", None),
+    "theta_mean": ("double precision", "YES", None),
+    "theta_sd": ("double precision", "YES", None),
+    "anchor_items": ("integer", "NO", "0"),
+    "drifted_items": ("integer", "NO", "0"),
+    # 0006: the data a run read
+    "data_watermark": ("bigint", "YES", None),
+    "data_read_at": ("timestamp with time zone", "YES", None),
 }
 BRIEF_PARAMETER_COLUMNS = {
     "id": ("uuid", "NO", "gen_random_uuid()"),
@@ -129,6 +139,10 @@ BRIEF_PARAMETER_COLUMNS = {
     "response_count": ("integer", "NO", None),
     "calibrated_at": ("timestamp with time zone", "NO", "now()"),
     "created_at": ("timestamp with time zone", "NO", "now()"),
+    # 0005: anchors and drift
+    "is_anchor": ("boolean", "NO", "false"),
+    "is_drifted": ("boolean", "NO", "false"),
+    "b_drift": ("double precision", "YES", None),
 }
 
 
@@ -159,7 +173,10 @@ def test_indexes_constraints_and_rls(conn):
     checks = [r[0] for r in conn.execute(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'irt_calibration_runs'::regclass"
         " AND contype = 'c'")]
-    assert checks == ["CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))"]
+    assert sorted(checks) == [
+        "CHECK ((linking_method = ANY (ARRAY['initial'::text, 'stocking_lord'::text, 'none'::text])))",
+        "CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))",
+    ]
     cascades = {r[0] for r in conn.execute(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'irt_item_parameters'::regclass"
         " AND contype = 'f'")}
@@ -168,22 +185,26 @@ def test_indexes_constraints_and_rls(conn):
                         "FOREIGN KEY (calibration_run_id) REFERENCES irt_calibration_runs(id) ON DELETE CASCADE"}
 
     rls = dict(conn.execute(
-        "SELECT relname, relrowsecurity FROM pg_class WHERE relname IN"
-        " ('irt_calibration_runs', 'irt_item_parameters', 'irt_schema_migrations')").fetchall())
-    assert rls == {"irt_calibration_runs": True, "irt_item_parameters": True, "irt_schema_migrations": True}
-    policies = conn.execute("SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies"
+        "SELECT relname, relrowsecurity FROM pg_class WHERE relname IN ('irt_calibration_runs',"
+        " 'irt_item_parameters', 'irt_student_abilities', 'irt_schema_migrations')").fetchall())
+    assert rls == {"irt_calibration_runs": True, "irt_item_parameters": True, "irt_student_abilities": True,
+                   "irt_schema_migrations": True}
+    policies = conn.execute("SELECT tablename, policyname, cmd, qual, with_check, roles FROM pg_policies"
                             " ORDER BY tablename").fetchall()
-    assert [(t, p, cmd) for t, p, cmd, _, _ in policies] == [
-        ("irt_calibration_runs", "Service role full access on irt_calibration_runs", "ALL"),
-        ("irt_item_parameters", "Service role full access on irt_item_parameters", "ALL"),
+    assert [(t, p, cmd, roles) for t, p, cmd, _, _, roles in policies] == [
+        ("irt_calibration_runs", "Service role full access on irt_calibration_runs", "ALL", ["service_role"]),
+        ("irt_item_parameters", "Service role full access on irt_item_parameters", "ALL", ["service_role"]),
+        ("irt_student_abilities", "Service role full access on irt_student_abilities", "ALL", ["service_role"]),
     ]
-    assert all(q == w == "(auth.role() = 'service_role'::text)" for _, _, _, q, w in policies)
+    assert all(q == w == "(auth.role() = 'service_role'::text)" for _, _, _, q, w, _ in policies)
 
 
 def test_view_is_security_invoker_and_granted_to_service_role_only(conn):
-    options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'irt_item_parameters_latest'").fetchone()
-    assert options == (["security_invoker=true"],)
-    for relation in ("irt_calibration_runs", "irt_item_parameters", "irt_item_parameters_latest"):
+    for view in ("irt_item_parameters_latest", "irt_student_abilities_latest"):
+        options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = %s", (view,)).fetchone()
+        assert options == (["security_invoker=true"],)
+    for relation in ("irt_calibration_runs", "irt_item_parameters", "irt_item_parameters_latest",
+                     "irt_student_abilities", "irt_student_abilities_latest"):
         privilege = "SELECT" if relation.endswith("latest") else "INSERT"
         grants = conn.execute(
             "SELECT has_table_privilege('service_role', %(r)s, %(p)s), has_table_privilege('anon', %(r)s, %(p)s),"
