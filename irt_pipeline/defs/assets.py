@@ -472,7 +472,8 @@ def scale_linking(
             "new_items": int((~anchors).sum()),
             "drifted_items": id_list(linking.drifted_item_ids),
             "drifted_items_table": dg.MetadataValue.md(drifted_items_markdown(
-                linking.item_ids, linking.bank_b, result.b, linking.b_drift, linking.is_drifted)),
+                linking.item_ids, linking.bank_b, result.b, linking.b_drift, linking.displacement,
+                linking.is_drifted)),
             **_pictures(context, {
                 "anchor_drift_plot": lambda: plots.anchor_drift_plot(
                     linking.bank_b[anchors], result.b[anchors], linking.is_drifted[anchors],

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from irt_pipeline.defs.reporting import MAX_LISTED, id_list
+from irt_pipeline.engine.linking import DRIFT_FLOOR, DRIFT_Z
 from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, FitStatistics, ItemParameters, ScaleLinking
 
 CHECK_PARAMETERS_WITHIN_BOUNDS = "parameters_within_bounds"
@@ -88,7 +89,8 @@ SCALE_LINKING_CHECKS = [
         CHECK_ANCHORS_STABLE,
         asset="scale_linking",
         description=f"Warns when more than {MAX_DRIFTED_SHARE:.0%} of the anchor items drifted "
-        "(linked b moved from the bank value by a robust z > 2.7 and more than 0.3 logits).",
+        f"(their curve moved, for this run's students, by a robust z > {DRIFT_Z} and more than "
+        f"{DRIFT_FLOOR} logits).",
     ),
 ]
 

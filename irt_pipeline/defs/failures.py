@@ -21,6 +21,7 @@ CODES = (
     errors.CalibrationInProgressError.code,
     errors.CalibrationFailedError.code,
     errors.ItemNotFoundError.code,
+    errors.StudentNotFoundError.code,
 )
 _CODE_RE = re.compile(r"\b(" + "|".join(CODES) + r"): ")
 MAX_MESSAGE = 2000

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, SkippedItem
+from irt_pipeline.engine.linking import DRIFT_FLOOR, DRIFT_Z
 
 MAX_LISTED = 200  # ids listed in one metadata entry; the event log stores every entry
 
@@ -80,16 +81,19 @@ def flagged_items_markdown(table: pd.DataFrame, limit: int = FLAGGED_TABLE_ROWS)
     return "\n".join(lines)
 
 
-def drifted_items_markdown(item_ids, bank_b, linked_b, b_drift, drifted, limit: int = FLAGGED_TABLE_ROWS) -> str:
-    """| item_id | bank b | linked b | drift | of the drifted anchors, the largest |drift| first;
-    a sentence when none drifted."""
+def drifted_items_markdown(item_ids, bank_b, linked_b, b_drift, displacement, drifted,
+                           limit: int = FLAGGED_TABLE_ROWS) -> str:
+    """| item_id | bank b | linked b | b drift | displacement | of the drifted anchors, the largest
+    |displacement| first; a sentence when none drifted."""
     rows = np.flatnonzero(np.asarray(drifted, bool))
     if rows.size == 0:
-        return "No anchor drifted: every linked b stayed within the screen (robust z <= 2.7 or <= 0.3 logits)."
-    rows = rows[np.argsort(-np.abs(np.asarray(b_drift)[rows]), kind="stable")]
-    lines = ["| item_id | bank b | linked b | drift |", "|---|---|---|---|"]
+        return ("No anchor drifted: every anchor's displacement stayed within the screen "
+                f"(robust z <= {DRIFT_Z} or at most {DRIFT_FLOOR} logits).")
+    rows = rows[np.argsort(-np.abs(np.asarray(displacement)[rows]), kind="stable")]
+    lines = ["| item_id | bank b | linked b | b drift | displacement |", "|---|---|---|---|---|"]
     for j in rows[:limit]:
-        lines.append(f"| {item_ids[j]} | {_fmt(bank_b[j])} | {_fmt(linked_b[j])} | {_fmt(b_drift[j])} |")
+        lines.append(f"| {item_ids[j]} | {_fmt(bank_b[j])} | {_fmt(linked_b[j])} | {_fmt(b_drift[j])} | "
+                     f"{_fmt(displacement[j])} |")
     if rows.size > limit:
         lines.append(f"\n{rows.size - limit} more drifted item(s) not shown.")
     return "\n".join(lines)

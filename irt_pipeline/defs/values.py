@@ -120,8 +120,10 @@ class ScaleLinking:
     """The calibration on the bank scale: the linked result and how the anchors behaved.
 
     Per-item arrays follow `item_ids`: is_anchor (used in the link), is_drifted (dropped by the
-    drift screen), b_drift (linked b minus the bank value; NaN for items new to the scale) and
-    bank_b (the bank value, NaN for new items)."""
+    drift screen), b_drift (linked b minus the bank value; NaN for items new to the scale),
+    displacement (the screened statistic: the shift of the bank b that matches the item's new
+    curve for this run's students, engine/linking.py; NaN for new items) and bank_b (the bank
+    value, NaN for new items)."""
 
     calibration_run_id: str
     item_bank: str
@@ -131,6 +133,7 @@ class ScaleLinking:
     is_anchor: np.ndarray
     is_drifted: np.ndarray
     b_drift: np.ndarray
+    displacement: np.ndarray
     bank_b: np.ndarray
     started_at: float
 
@@ -287,7 +290,8 @@ def link_calibration(item_parameters: ItemParameters, bank: BankScale) -> ScaleL
     result, item_ids = item_parameters.result, item_parameters.item_ids
     n = len(item_ids)
     bank_b = np.full(n, np.nan)
-    is_anchor, is_drifted, b_drift = np.zeros(n, bool), np.zeros(n, bool), np.full(n, np.nan)
+    is_anchor, is_drifted = np.zeros(n, bool), np.zeros(n, bool)
+    b_drift, displacement = np.full(n, np.nan), np.full(n, np.nan)
     if item_parameters.settings.linking == LINKING_NONE or not bank.exists:
         method = METHOD_NONE if item_parameters.settings.linking == LINKING_NONE else METHOD_INITIAL
         record = ScaleRecord(method=method, scale_run_id=None, theta_mean=0.0, theta_sd=1.0)
@@ -302,6 +306,7 @@ def link_calibration(item_parameters: ItemParameters, bank: BankScale) -> ScaleL
         linked = transform_result(result, link.A, link.B, a_bounds=BRIEF_BOUNDS.a)
         bank_b[rows] = bank_set.b
         is_anchor[rows], is_drifted[rows], b_drift[rows] = link.used, link.drifted, link.b_drift
+        displacement[rows] = link.displacement
         record = ScaleRecord(method=METHOD_STOCKING_LORD, scale_run_id=bank.scale_run_id,
                              theta_mean=link.B, theta_sd=link.A,
                              anchor_items=link.n_used, drifted_items=link.n_drifted)
@@ -314,6 +319,7 @@ def link_calibration(item_parameters: ItemParameters, bank: BankScale) -> ScaleL
         is_anchor=is_anchor,
         is_drifted=is_drifted,
         b_drift=b_drift,
+        displacement=displacement,
         bank_b=bank_b,
         started_at=item_parameters.started_at,
     )

@@ -32,8 +32,9 @@ CREATE INDEX IF NOT EXISTS idx_irt_runs_bank_completed
 -- Item parameters: anchor role and drift
 -- ---------------------------------------------------------------------------------------------
 -- is_anchor: the item had a bank value on the run's scale and was used to link the run.
--- is_drifted: it had one, but its linked b moved too far (robust z > 2.7 and > 0.3 logits) and it
---   was dropped from the anchor set; its new, linked estimates are published all the same.
+-- is_drifted: it had one, but its curve moved too far for the run's students (robust z > 2.7 and
+--   more than 0.25 logits, engine/linking.py) and it was dropped from the anchor set; its new,
+--   linked estimates are published all the same.
 -- b_drift: linked b minus the item's previous bank value (NULL for an item new to the scale).
 ALTER TABLE irt_item_parameters ADD COLUMN IF NOT EXISTS is_anchor BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE irt_item_parameters ADD COLUMN IF NOT EXISTS is_drifted BOOLEAN NOT NULL DEFAULT false;
