@@ -11,7 +11,6 @@ student's latest ability per bank from completed runs only.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Sequence
 
@@ -91,13 +90,10 @@ def write_abilities(
     conn.execute("DELETE FROM irt_student_abilities WHERE calibration_run_id = %s", (run,))
     if n == 0:
         return 0
-    # Rows in student order and row ids made here (random version-4 UUIDs, as the column default
-    # gen_random_uuid() makes them, but sorted): the index inserts then walk each index in key
-    # order instead of at random, and the server makes no random UUID per row (together about
-    # half the write time for 100,000 students).
+    # Rows in student order: the primary key's inserts (run, student) then walk the index in key
+    # order instead of at random.
     order = _uuid_order(ids)
     return copy_columns(conn, "irt_student_abilities", {
-        "id": _sorted_random_uuids(n),
         "student_id": ids[order],
         "item_bank": repeated_text_column(item_bank, n),
         "calibration_run_id": repeated_uuid_column(run, n),
@@ -170,15 +166,6 @@ def _uuid_order(values: np.ndarray) -> np.ndarray:
     """The permutation that sorts 16-byte UUIDs as PostgreSQL does (bytewise)."""
     words = values.view(">u8").reshape(-1, 2)
     return np.lexsort((words[:, 1], words[:, 0]))
-
-
-def _sorted_random_uuids(n: int) -> np.ndarray:
-    """n random version-4 UUIDs (RFC 9562: 122 random bits from the OS), sorted, as 16-byte values."""
-    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-    values = raw.view("V16").ravel()
-    return values[_uuid_order(values)]
 
 
 def _float_column(name: str, values) -> np.ndarray:

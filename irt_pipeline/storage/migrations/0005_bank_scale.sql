@@ -43,21 +43,22 @@ ALTER TABLE irt_item_parameters ADD COLUMN IF NOT EXISTS b_drift FLOAT;
 -- ---------------------------------------------------------------------------------------------
 -- Student abilities: EAP theta and posterior SD of each student of a run, on the bank scale
 -- ---------------------------------------------------------------------------------------------
+-- The key is (run, student): one row per student per run, and the index that the publication's
+-- delete, the run's reads and the foreign key's cascade need. No surrogate id: a run writes
+-- 100,000 students at once, and every extra index is paid on each of them.
 CREATE TABLE IF NOT EXISTS irt_student_abilities (
-  id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+  calibration_run_id UUID NOT NULL REFERENCES irt_calibration_runs(id) ON DELETE CASCADE,
   student_id UUID NOT NULL,
   item_bank TEXT NOT NULL,
-  calibration_run_id UUID NOT NULL REFERENCES irt_calibration_runs(id) ON DELETE CASCADE,
   theta FLOAT NOT NULL,             -- EAP on the bank scale (Bock & Mislevy 1982)
   theta_se FLOAT NOT NULL,          -- posterior standard deviation, on the bank scale
   response_count INT NOT NULL,      -- first attempts of the student on the run's items
   estimated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (calibration_run_id, student_id)
 );
 
-CREATE UNIQUE INDEX IF NOT EXISTS idx_irt_abilities_student_run
-  ON irt_student_abilities(student_id, calibration_run_id);
-CREATE INDEX IF NOT EXISTS idx_irt_abilities_run ON irt_student_abilities(calibration_run_id);
+-- A student's latest ability per bank (the view below, `irt-pipeline ability`).
 CREATE INDEX IF NOT EXISTS idx_irt_abilities_student_bank
   ON irt_student_abilities(student_id, item_bank, estimated_at DESC);
 
