@@ -27,9 +27,10 @@ demo: venv $(DAGSTER_HOME)
 test: venv
 	$(BIN)/pytest -q
 
-## Only the tests that talk to PostgreSQL.
+## Only the tests that talk to PostgreSQL, without the slow studies (CI's second pass, on the
+## system PostgreSQL: the slow ones have run once on the embedded server by then).
 test-db: venv
-	$(BIN)/pytest -q -m db
+	$(BIN)/pytest -q -m "db and not slow"
 
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

@@ -48,6 +48,7 @@ def test_requests_every_known_bank(instance, definitions):
         assert request.tags["irt/trigger"] == "weekly_recalibration"
         assert dg.validate_run_config(job, request.run_config)["ops"]["response_matrix"]["config"] == {
             "min_responses": 100, "max_iterations": 100, "convergence_threshold": 0.001, "item_ids": None,
+            "linking": "stocking_lord",
         }
 
 
