@@ -7,7 +7,7 @@ import pytest
 
 from irt_pipeline import storage
 from irt_pipeline.defs import assets as assets_module
-from irt_pipeline.defs.assets import eligible_items, fit_statistics, item_parameters, response_matrix, supabase_writes
+from irt_pipeline.defs.assets import ASSETS, response_matrix
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.sensors import calibration_run_canceled_sensor, calibration_run_failure_sensor
 from irt_pipeline_tests.defs.conftest import add_bank_partition, run_failure_context, load_standard_bank, parameter_rows, run_job, runs
@@ -34,8 +34,7 @@ def _adhoc_failed_run(database_url: str, instance: dg.DagsterInstance, bank: str
     """An asset-graph style launch (no calibration_job, so no hook) whose item_parameters fails."""
     add_bank_partition(instance, bank)
     result = dg.materialize(
-        [response_matrix, eligible_items, item_parameters, fit_statistics, supabase_writes],
-        partition_key=bank, instance=instance,
+        ASSETS, partition_key=bank, instance=instance,
         resources={RESOURCE_KEY: IrtDatabase(url=database_url)}, raise_on_error=False,
     )
     assert not result.success

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from irt_pipeline.defs import assets as assets_module
-from irt_pipeline.defs.assets import eligible_items, fit_statistics, item_parameters, response_matrix, supabase_writes
+from irt_pipeline.defs.assets import ASSETS, response_matrix
 from irt_pipeline.defs.checks import CHECK_ITEM_FIT_WITHIN_RANGE
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.values import ResponseMatrix
@@ -138,7 +138,7 @@ def test_calibrating_without_publishing_is_refused(database_url, instance):
     bank = load_standard_bank(database_url)
     add_bank_partition(instance, bank.name)
     result = dg.materialize(
-        [response_matrix, eligible_items, item_parameters, fit_statistics, supabase_writes],
+        ASSETS,
         selection=["response_matrix", "eligible_items", "item_parameters"],
         partition_key=bank.name, instance=instance,
         resources={RESOURCE_KEY: IrtDatabase(url=database_url)}, raise_on_error=False,
@@ -181,7 +181,7 @@ def test_two_banks_on_one_instance_are_calibrated_independently(database_url, in
     assert [r["status"] for r in runs(database_url, bank_a.name)] == ["completed", "completed"]
     for result in (first, second, again):
         evaluations = result.get_asset_check_evaluations()
-        assert len(evaluations) == 3
+        assert len(evaluations) == 4  # em_converged, anchors_stable, parameters_within_bounds, item_fit
 
 
 def test_brief_1000_items_by_500_students(database_url, instance, calibration_job):
