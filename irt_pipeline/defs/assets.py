@@ -97,13 +97,23 @@ def _pictures(context: dg.AssetExecutionContext, drawings: dict[str, Callable[[]
     return metadata
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"postgres", "scipy"},
-    owners=OWNERS,
-    partitions_def=item_bank_partitions,
-    backfill_policy=calibration_backfill_policy,
-)
+def chain_asset(kinds: set[str], *, pooled: bool = True, check_specs=None, value_type=None):
+    """The decorator of an asset of the chain: group, owners, bank partitions and one-bank-per-run
+    backfills; `pooled` puts it in the one-calibration pool (every step from item_parameters on);
+    `value_type` names the value an asset returns inside a MaterializeResult (with its checks)."""
+    return dg.asset(
+        group_name=GROUP,
+        kinds=kinds,
+        owners=OWNERS,
+        partitions_def=item_bank_partitions,
+        backfill_policy=calibration_backfill_policy,
+        pool=POOL if pooled else None,
+        check_specs=check_specs,
+        dagster_type=dg.PythonObjectDagsterType(value_type) if value_type is not None else None,
+    )
+
+
+@chain_asset(kinds={"postgres", "scipy"}, pooled=False)
 def response_matrix(
     context: dg.AssetExecutionContext, config: CalibrationConfig, irt_db: IrtDatabase
 ) -> ResponseMatrix:
@@ -134,13 +144,7 @@ def response_matrix(
     return matrix
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"python", "scipy"},
-    owners=OWNERS,
-    partitions_def=item_bank_partitions,
-    backfill_policy=calibration_backfill_policy,
-)
+@chain_asset(kinds={"python", "scipy"}, pooled=False)
 def eligible_items(
     context: dg.AssetExecutionContext, irt_db: IrtDatabase, response_matrix: ResponseMatrix
 ) -> EligibleItems:
@@ -185,16 +189,7 @@ def eligible_items(
     return eligible
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"python", "numpy"},
-    owners=OWNERS,
-    partitions_def=item_bank_partitions,
-    backfill_policy=calibration_backfill_policy,
-    pool=POOL,
-    check_specs=ITEM_PARAMETERS_CHECKS,
-    dagster_type=dg.PythonObjectDagsterType(ItemParameters),  # the value inside MaterializeResult
-)
+@chain_asset(kinds={"python", "numpy"}, check_specs=ITEM_PARAMETERS_CHECKS, value_type=ItemParameters)
 def item_parameters(
     context: dg.AssetExecutionContext, irt_db: IrtDatabase, eligible_items: EligibleItems
 ) -> dg.MaterializeResult:
@@ -284,16 +279,66 @@ def item_parameters(
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"python", "pandas"},
-    owners=OWNERS,
-    partitions_def=item_bank_partitions,
-    backfill_policy=calibration_backfill_policy,
-    pool=POOL,
-    check_specs=FIT_STATISTICS_CHECKS,
-    dagster_type=dg.PythonObjectDagsterType(FitStatistics),  # the value inside MaterializeResult
-)
+@chain_asset(kinds={"postgres", "scipy"}, check_specs=SCALE_LINKING_CHECKS, value_type=ScaleLinking)
+def scale_linking(
+    context: dg.AssetExecutionContext, irt_db: IrtDatabase, item_parameters: ItemParameters
+) -> dg.MaterializeResult:
+    """The run on the bank's one scale (engine/linking.py): the bank's first completed run
+    defines the scale; later runs are linked to it by Stocking-Lord over the anchors (this run's
+    items with a current value on the bank scale), drifted anchors screened out, unless the
+    config says `linking: none` (a new scale starts here). Too few anchors: CALIBRATION_FAILED."""
+    bank = item_parameters.item_bank
+    scale = irt_db.bank_scale(bank, item_parameters.item_ids)
+    try:
+        linking = link_calibration(item_parameters, scale)
+    except LinkingError as exc:
+        raise errors.CalibrationFailedError(
+            f"cannot link calibration run {item_parameters.calibration_run_id} to the scale of item bank "
+            f"{bank!r} (defined by run {scale.scale_run_id}): {exc}. To start a new scale for the bank from "
+            "this run instead, calibrate with linking: none (irt-pipeline calibrate --linking none)"
+        ) from None
+    record = linking.record
+    if record.method == METHOD_NONE:
+        context.log.warning(
+            f"linking: none: calibration run {linking.calibration_run_id} starts a NEW scale for bank {bank!r} "
+            "(its students ~ N(0, 1)); earlier parameters are on another scale, later runs link to this one"
+        )
+    elif record.method == METHOD_STOCKING_LORD:
+        context.log.info(
+            f"linked to the scale of run {record.scale_run_id}: theta_bank = {record.theta_sd:.4f} theta_run + "
+            f"{record.theta_mean:.4f} over {record.anchor_items} anchors ({record.drifted_items} drifted, left out)"
+        )
+    else:
+        context.log.info(f"first completed calibration of bank {bank!r}: this run defines the bank scale")
+    result = linking.result
+    anchors = linking.is_anchor | linking.is_drifted
+    return dg.MaterializeResult(
+        value=linking,
+        check_results=[anchors_stable(linking)],
+        metadata={
+            "calibration_run_id": linking.calibration_run_id,
+            "linking_method": record.method,
+            "scale_run_id": record.scale_run_id or linking.calibration_run_id,
+            "A": float(record.theta_sd),
+            "B": float(record.theta_mean),
+            "anchors_used": record.anchor_items,
+            "anchors_dropped": record.drifted_items,
+            "new_items": int((~anchors).sum()),
+            "drifted_items": id_list(linking.drifted_item_ids),
+            "drifted_items_table": dg.MetadataValue.md(drifted_items_markdown(
+                linking.item_ids, linking.bank_b, result.b, linking.b_drift, linking.displacement,
+                linking.is_drifted)),
+            **_pictures(context, {
+                "anchor_drift_plot": lambda: plots.anchor_drift_plot(
+                    linking.bank_b[anchors], result.b[anchors], linking.is_drifted[anchors],
+                    record.theta_sd, record.theta_mean,
+                ),
+            }),
+        },
+    )
+
+
+@chain_asset(kinds={"python", "pandas"}, check_specs=FIT_STATISTICS_CHECKS, value_type=FitStatistics)
 def fit_statistics(
     context: dg.AssetExecutionContext, eligible_items: EligibleItems, scale_linking: ScaleLinking
 ) -> dg.MaterializeResult:
@@ -347,14 +392,37 @@ def fit_statistics(
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"postgres", "supabase"},
-    owners=OWNERS,
-    partitions_def=item_bank_partitions,
-    backfill_policy=calibration_backfill_policy,
-    pool=POOL,
-)
+@chain_asset(kinds={"python", "numpy"})
+def student_abilities(
+    context: dg.AssetExecutionContext, eligible_items: EligibleItems, scale_linking: ScaleLinking
+) -> StudentAbilities:
+    """EAP ability and posterior SD of every student of the run, on the bank scale (Bock &
+    Mislevy 1982; engine/abilities.py), published with the parameters by supabase_writes."""
+    _same_items(eligible_items, scale_linking)
+    scores = eap_abilities(eligible_items.matrix, scale_linking.result)
+    value = StudentAbilities(
+        calibration_run_id=scale_linking.calibration_run_id,
+        item_bank=scale_linking.item_bank,
+        student_ids=eligible_items.student_ids,
+        abilities=scores,
+    )
+    context.add_output_metadata({
+        "calibration_run_id": value.calibration_run_id,
+        "students": scores.n_students,
+        "theta_mean": float(scores.theta.mean()) if scores.n_students else float("nan"),
+        "theta_sd": float(scores.theta.std()) if scores.n_students else float("nan"),
+        "ability_summary": dg.MetadataValue.md(
+            summary_markdown({"theta": scores.theta, "theta_se": scores.theta_se})
+        ),
+        "dagster/row_count": scores.n_students,
+        **_pictures(context, {
+            "wright_map": lambda: plots.wright_map(scores.theta, scale_linking.result.b),
+        }),
+    })
+    return value
+
+
+@chain_asset(kinds={"postgres", "supabase"})
 def supabase_writes(
     context: dg.AssetExecutionContext,
     irt_db: IrtDatabase,
@@ -414,111 +482,6 @@ def _same_items(eligible_items: EligibleItems, scale_linking: ScaleLinking) -> N
             "eligible_items changed since item_parameters was computed; "
             "materialize the whole chain again from response_matrix"
         )
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"postgres", "scipy"},
-    owners=OWNERS,
-    partitions_def=item_bank_partitions,
-    backfill_policy=calibration_backfill_policy,
-    pool=POOL,
-    check_specs=SCALE_LINKING_CHECKS,
-    dagster_type=dg.PythonObjectDagsterType(ScaleLinking),  # the value inside MaterializeResult
-)
-def scale_linking(
-    context: dg.AssetExecutionContext, irt_db: IrtDatabase, item_parameters: ItemParameters
-) -> dg.MaterializeResult:
-    """The run on the bank's one scale (engine/linking.py): the bank's first completed run
-    defines the scale; later runs are linked to it by Stocking-Lord over the anchors (this run's
-    items with a current value on the bank scale), drifted anchors screened out, unless the
-    config says `linking: none` (a new scale starts here). Too few anchors: CALIBRATION_FAILED."""
-    bank = item_parameters.item_bank
-    scale = irt_db.bank_scale(bank, item_parameters.item_ids)
-    try:
-        linking = link_calibration(item_parameters, scale)
-    except LinkingError as exc:
-        raise errors.CalibrationFailedError(
-            f"cannot link calibration run {item_parameters.calibration_run_id} to the scale of item bank "
-            f"{bank!r} (defined by run {scale.scale_run_id}): {exc}. To start a new scale for the bank from "
-            "this run instead, calibrate with linking: none (irt-pipeline calibrate --linking none)"
-        ) from None
-    record = linking.record
-    if record.method == METHOD_NONE:
-        context.log.warning(
-            f"linking: none: calibration run {linking.calibration_run_id} starts a NEW scale for bank {bank!r} "
-            "(its students ~ N(0, 1)); earlier parameters are on another scale, later runs link to this one"
-        )
-    elif record.method == METHOD_STOCKING_LORD:
-        context.log.info(
-            f"linked to the scale of run {record.scale_run_id}: theta_bank = {record.theta_sd:.4f} theta_run + "
-            f"{record.theta_mean:.4f} over {record.anchor_items} anchors ({record.drifted_items} drifted, left out)"
-        )
-    else:
-        context.log.info(f"first completed calibration of bank {bank!r}: this run defines the bank scale")
-    result = linking.result
-    anchors = linking.is_anchor | linking.is_drifted
-    return dg.MaterializeResult(
-        value=linking,
-        check_results=[anchors_stable(linking)],
-        metadata={
-            "calibration_run_id": linking.calibration_run_id,
-            "linking_method": record.method,
-            "scale_run_id": record.scale_run_id or linking.calibration_run_id,
-            "A": float(record.theta_sd),
-            "B": float(record.theta_mean),
-            "anchors_used": record.anchor_items,
-            "anchors_dropped": record.drifted_items,
-            "new_items": int((~anchors).sum()),
-            "drifted_items": id_list(linking.drifted_item_ids),
-            "drifted_items_table": dg.MetadataValue.md(drifted_items_markdown(
-                linking.item_ids, linking.bank_b, result.b, linking.b_drift, linking.displacement,
-                linking.is_drifted)),
-            **_pictures(context, {
-                "anchor_drift_plot": lambda: plots.anchor_drift_plot(
-                    linking.bank_b[anchors], result.b[anchors], linking.is_drifted[anchors],
-                    record.theta_sd, record.theta_mean,
-                ),
-            }),
-        },
-    )
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"python", "numpy"},
-    owners=OWNERS,
-    partitions_def=item_bank_partitions,
-    backfill_policy=calibration_backfill_policy,
-    pool=POOL,
-)
-def student_abilities(
-    context: dg.AssetExecutionContext, eligible_items: EligibleItems, scale_linking: ScaleLinking
-) -> StudentAbilities:
-    """EAP ability and posterior SD of every student of the run, on the bank scale (Bock &
-    Mislevy 1982; engine/abilities.py), published with the parameters by supabase_writes."""
-    _same_items(eligible_items, scale_linking)
-    scores = eap_abilities(eligible_items.matrix, scale_linking.result)
-    value = StudentAbilities(
-        calibration_run_id=scale_linking.calibration_run_id,
-        item_bank=scale_linking.item_bank,
-        student_ids=eligible_items.student_ids,
-        abilities=scores,
-    )
-    context.add_output_metadata({
-        "calibration_run_id": value.calibration_run_id,
-        "students": scores.n_students,
-        "theta_mean": float(scores.theta.mean()) if scores.n_students else float("nan"),
-        "theta_sd": float(scores.theta.std()) if scores.n_students else float("nan"),
-        "ability_summary": dg.MetadataValue.md(
-            summary_markdown({"theta": scores.theta, "theta_se": scores.theta_se})
-        ),
-        "dagster/row_count": scores.n_students,
-        **_pictures(context, {
-            "wright_map": lambda: plots.wright_map(scores.theta, scale_linking.result.b),
-        }),
-    })
-    return value
 
 
 ASSETS = [response_matrix, eligible_items, item_parameters, scale_linking, fit_statistics,

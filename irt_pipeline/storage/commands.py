@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from pydantic import BaseModel
 
 from irt_pipeline.errors import IrtError, ItemNotFoundError, StudentNotFoundError
 from irt_pipeline.models import Envelope
@@ -52,37 +54,35 @@ def seed_demo_command(*, bank: str, n_items: int, n_students: int, seed: int) ->
     return 0
 
 
-def parameters_command(item_id: str) -> int:
-    """Print the brief's envelope: {"data": IrtItemParameters, "error": null} and exit 0, or
-    {"data": null, "error": {"code": "ITEM_NOT_FOUND", ...}} (also on stderr) and exit 1."""
+def _print_lookup(lookup: Callable[[psycopg.Connection], BaseModel | None],
+                  not_found: Callable[[str], IrtError]) -> int:
+    """Print {"data": <the row>, "error": null} and return 0, or {"data": null, "error": {...}}
+    (also on stderr) and return 1; `not_found(hint)` builds the error."""
     hint = ""
     try:
         with connect() as conn:
-            parameters = latest_parameters(conn, item_id)
+            row = lookup(conn)
     except psycopg.errors.UndefinedTable:
-        parameters, hint = None, " (the database has no calibration tables: run `irt-pipeline migrate`)"
-    if parameters is None:
-        error = ItemNotFoundError(f"no calibrated parameters for item {item_id}{hint}")
+        row, hint = None, " (the database lacks the calibration tables: run `irt-pipeline migrate`)"
+    if row is None:
+        error = not_found(hint)
         print(Envelope.failure(error).model_dump_json(indent=2))
         print(error, file=sys.stderr)
         return 1
-    print(Envelope.ok(parameters).model_dump_json(indent=2))
+    print(Envelope.ok(row).model_dump_json(indent=2))
     return 0
+
+
+def parameters_command(item_id: str) -> int:
+    """The brief's envelope of the item's latest parameters (IrtItemParameters), exit 0, or
+    ITEM_NOT_FOUND, exit 1."""
+    return _print_lookup(lambda conn: latest_parameters(conn, item_id),
+                         lambda hint: ItemNotFoundError(f"no calibrated parameters for item {item_id}{hint}"))
 
 
 def ability_command(student_id: str, *, bank: str) -> int:
-    """Print the envelope: {"data": IrtStudentAbility, "error": null} and exit 0, or
-    {"data": null, "error": {"code": "STUDENT_NOT_FOUND", ...}} (also on stderr) and exit 1."""
-    hint = ""
-    try:
-        with connect() as conn:
-            ability = latest_ability(conn, student_id, bank)
-    except psycopg.errors.UndefinedTable:
-        ability, hint = None, " (the database has no student abilities table: run `irt-pipeline migrate`)"
-    if ability is None:
-        error = StudentNotFoundError(f"no ability of student {student_id} on item bank {bank!r}{hint}")
-        print(Envelope.failure(error).model_dump_json(indent=2))
-        print(error, file=sys.stderr)
-        return 1
-    print(Envelope.ok(ability).model_dump_json(indent=2))
-    return 0
+    """The envelope of the student's latest ability on the bank (IrtStudentAbility), exit 0, or
+    STUDENT_NOT_FOUND, exit 1."""
+    return _print_lookup(
+        lambda conn: latest_ability(conn, student_id, bank),
+        lambda hint: StudentNotFoundError(f"no ability of student {student_id} on item bank {bank!r}{hint}"))
