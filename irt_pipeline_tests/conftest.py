@@ -44,8 +44,9 @@ def pg_server_url() -> Iterator[str]:
 
 
 @contextmanager
-def fresh_database(pg_server_url: str) -> Iterator[str]:
-    """Create a database with every migration applied on the server; drop it on exit."""
+def fresh_database(pg_server_url: str, *, prepare: str | None = None, migrate: bool = True) -> Iterator[str]:
+    """Create a database on the server, run the SQL `prepare` in it (if any), apply every
+    migration (if `migrate`); drop it on exit."""
     from irt_pipeline.storage import apply_migrations
 
     name = f"irt_test_{uuid.uuid4().hex[:12]}"
@@ -53,8 +54,12 @@ def fresh_database(pg_server_url: str) -> Iterator[str]:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = make_conninfo(pg_server_url, dbname=name)
     try:
-        with psycopg.connect(url) as conn:
-            apply_migrations(conn)
+        if prepare is not None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(prepare)
+        if migrate:
+            with psycopg.connect(url) as conn:
+                apply_migrations(conn)
         yield url
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as admin:

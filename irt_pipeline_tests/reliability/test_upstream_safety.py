@@ -28,10 +28,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from irt_pipeline import storage
 from irt_pipeline.storage.migrate import _TRACKING_TABLE, migration_files
+from irt_pipeline_tests.conftest import fresh_database
 from irt_pipeline_tests.storage.helpers import add_attempt, add_items, parameter_frame, publish
 
 pytestmark = pytest.mark.db
@@ -120,17 +120,8 @@ CREATE INDEX IF NOT EXISTS idx_student_attempts_first
 @pytest.fixture
 def supabase_like_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, unmigrated database set up like a Supabase project."""
-    name = f"irt_test_supa_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_conninfo(pg_server_url, dbname=name)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(SUPABASE_LIKE)
+    with fresh_database(pg_server_url, prepare=SUPABASE_LIKE, migrate=False) as url:
         yield url
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def migrate_with_the_old_release(conn: psycopg.Connection) -> None:
