@@ -51,6 +51,26 @@ def test_success_prints_the_run_summary(database_url, instance):
     assert instance.has_dynamic_partition("item_bank", bank.name)
 
 
+def test_linking_none_from_the_command_line_starts_a_new_scale(database_url, instance):
+    bank = load_standard_bank(database_url)
+    code, out, err = _calibrate(database_url, instance, bank.name)
+    assert code == 0, err
+    assert _field(out, "linking").startswith("initial (scale of run ")
+    code, out, err = _calibrate(database_url, instance, bank.name, linking="none")
+    assert code == 0, err
+    first, second = runs(database_url, bank.name)
+    assert second["linking_method"] == "none" and second["config"]["linking"] == "none"
+    assert _field(out, "linking") == (f"none (scale of run {second['id']}; theta_bank = 1.0000 theta_run + 0.0000; "
+                                      "anchors 0, drifted 0)")
+    code, out, err = _calibrate(database_url, instance, bank.name)  # linked to the new scale
+    assert code == 0, err
+    assert re.fullmatch(rf"stocking_lord \(scale of run {second['id']}; theta_bank = 1\.0000 theta_run \+ "
+                        r"-?0\.0000; anchors \d+, drifted \d+\)", _field(out, "linking"))
+    with pytest.raises(SystemExit) as exited:  # argparse: only the two methods
+        cli.main(["calibrate", "--bank", bank.name, "--linking", "mean_sigma"])
+    assert exited.value.code == 2
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [({"min_responses": 0}, "min_responses"), ({"max_iterations": 501}, "max_iterations"),
