@@ -29,11 +29,17 @@ FD_TOLERANCE = 4
 THREAD_TOLERANCE = 2
 
 
-def sessions_on(database_url: str) -> int:
-    """Sessions connected to the test database other than the one asking."""
-    (row,) = query(database_url, "SELECT count(*) AS n FROM pg_stat_activity"
-                                 " WHERE datname = current_database() AND pid <> pg_backend_pid()")
-    return row["n"]
+def sessions_on(database_url: str, settle_seconds: float = 0.0, expected: int = 0) -> int:
+    """Sessions connected to the test database other than the one asking. With settle_seconds,
+    waits up to that long for the count to come down to `expected`: a client's close returns
+    before the server's backend has exited (a closed session ends asynchronously)."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        (row,) = query(database_url, "SELECT count(*) AS n FROM pg_stat_activity"
+                                     " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        if row["n"] <= expected or time.monotonic() >= deadline:
+            return row["n"]
+        time.sleep(0.05)
 
 
 @pytest.mark.timeout(600)
@@ -58,7 +64,7 @@ def test_twenty_consecutive_calibrations_leak_nothing(database_url, tmp_path, mo
         figures.append({
             "run": k,
             "seconds": seconds,
-            "sessions": sessions_on(database_url),
+            "sessions": sessions_on(database_url, settle_seconds=2.0, expected=sessions_before),
             "children": len({c.pid for c in process.children(recursive=True)} - children_before),
             "leases": len(set(leases.held_runs()) - leases_before),
             "threads": process.num_threads(),
