@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -40,6 +39,8 @@ from psycopg.types.json import Jsonb
 from irt_pipeline.errors import CalibrationFailedError, CalibrationInProgressError, ValidationError
 from irt_pipeline.storage._ids import parse_uuid, uuid_or_none
 from irt_pipeline.storage._tx import committed_transaction
+from irt_pipeline.storage.abilities import write_abilities
+from irt_pipeline.storage.scale import current_scale_run
 from irt_pipeline.storage.parameter_frame import WRITTEN_COLUMNS, validated_rows
 
 _ONE_RUNNING_PER_BANK = "idx_irt_runs_one_running_per_bank"
@@ -336,7 +337,8 @@ def publish_calibration(
     are replaced. Refused (CALIBRATION_FAILED, nothing written): a run older in data than a
     completed run of its bank (a higher data watermark: no stale publish), and a linked run
     whose bank scale changed since it was linked. `scale` records how the run was put on the
-    bank scale (None: nothing recorded, as before migration 0005). Every row gets the same calibrated_at (now(), the transaction's start). A lost
+    bank scale (None: nothing recorded, as before migration 0005); `abilities` are written in the
+    same transaction. Every row gets the same calibrated_at (now(), the transaction's start). A lost
     connection (server restart, pg_terminate_backend, network) raises CalibrationFailedError
     saying so; the server rolls the transaction back. While it runs, the writer's session is
     named ``irt-pipeline publish <run id>`` in pg_stat_activity. The run's lease is released
@@ -359,8 +361,6 @@ def publish_calibration(
             conn.execute("DELETE FROM irt_item_parameters WHERE calibration_run_id = %s", (run,))
             _copy_parameters(conn, run, rows)
             if abilities is not None:
-                from irt_pipeline.storage.abilities import write_abilities
-
                 write_abilities(conn, run, item_bank, abilities.student_ids, abilities.theta,
                                 abilities.theta_se, abilities.response_counts)
             conn.execute(
@@ -431,8 +431,6 @@ def _refuse_stale(conn: psycopg.Connection, run: uuid.UUID, item_bank: str, scal
             "bank's latest parameters, so nothing was published (calibrate again from response_matrix)"
         )
     if scale is not None and scale.method == "stocking_lord":
-        from irt_pipeline.storage.scale import current_scale_run
-
         current = current_scale_run(conn, item_bank)
         if current != str(scale.scale_run_id):
             raise CalibrationFailedError(

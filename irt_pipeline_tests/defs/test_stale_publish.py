@@ -18,6 +18,7 @@ from irt_pipeline import storage
 from irt_pipeline.defs.assets import ASSETS, CHAIN
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.errors import CalibrationFailedError
+from irt_pipeline.storage.runs import ScaleRecord
 from irt_pipeline.storage import attempts as attempts_module
 from irt_pipeline_tests.brief_fixtures import student_uuid
 from irt_pipeline_tests.defs.conftest import (
@@ -133,3 +134,27 @@ def test_items_attempts_and_watermark_come_from_one_snapshot(database_url, monke
     assert len(snapshot.attempts) == query(
         database_url, "SELECT count(DISTINCT (student_id, item_id)) AS n FROM student_attempts WHERE id <= %s",
         [before_max])[0]["n"]
+
+
+def test_a_linked_run_whose_bank_scale_changed_meanwhile_is_not_published(database_url):
+    publish = dict(items_calibrated=3, items_skipped=0, items_flagged=0, convergence_achieved=True,
+                   iterations_used=5, elapsed_seconds=1.0)
+    with storage.connect(database_url) as conn:
+        items = add_items(conn, "bank-s", 3)
+        first = storage.start_run(conn, item_bank="bank-s", config={}, dagster_run_id=None)
+        storage.publish_calibration(conn, first, parameter_frame(items), **publish,
+                                    scale=ScaleRecord("initial", None, 0.0, 1.0))
+        linked = storage.start_run(conn, item_bank="bank-s", config={}, dagster_run_id=None)
+        # linked to the scale of `first`, but meanwhile a `linking: none` run reset the scale
+        conn.execute("UPDATE irt_calibration_runs SET scale_run_id = %s WHERE id = %s",
+                     (linked, first))  # stands for a newer scale of the bank
+        with pytest.raises(CalibrationFailedError, match="is now on the scale of run"):
+            storage.publish_calibration(conn, linked, parameter_frame(items), **publish,
+                                        scale=ScaleRecord("stocking_lord", first, 0.1, 1.1, 3, 0))
+        assert parameter_rows(database_url, linked) == []
+        conn.execute("UPDATE irt_calibration_runs SET scale_run_id = id WHERE id = %s", (first,))
+        storage.publish_calibration(conn, linked, parameter_frame(items), **publish,
+                                    scale=ScaleRecord("stocking_lord", first, 0.1, 1.1, 3, 0))
+        row = storage.get_run(conn, linked)
+        assert (row["status"], str(row["scale_run_id"]), row["theta_mean"], row["theta_sd"], row["anchor_items"]) \
+            == ("completed", first, 0.1, 1.1, 3)
