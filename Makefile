@@ -41,9 +41,9 @@ bench: venv
 	$(BIN)/python benchmarks/bench_linking.py
 
 ## The Dagster UI and daemon (one command) on http://127.0.0.1:3000: instance in DAGSTER_HOME
-## (.dagster_home, SQLite, configured by dagster.local.yaml), data in the embedded database.
+## (.dagster_home, SQLite, configured by a copy of the root dagster.yaml), data in the embedded database.
 dev: venv $(DAGSTER_HOME)
-	@grep -qs '^run_monitoring:' $(DAGSTER_HOME)/dagster.yaml || cp dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml
+	@grep -qs '^run_monitoring:' $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/irt-pipeline migrate
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

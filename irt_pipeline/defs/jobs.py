@@ -6,7 +6,7 @@ asset, see backfills.py): each bank gets its own audit row, and the `irt_calibra
 queues the runs one after another.
 
 Hung runs: the job carries the run tag ``dagster/max_runtime``; run monitoring (enabled in
-dagster.yaml and dagster.local.yaml) terminates a run that exceeds it and marks it failed, and
+dagster.yaml and deploy/dagster.yaml) terminates a run that exceeds it and marks it failed, and
 the run-failure/run-canceled sensors (sensors.py) then close its audit row as ``failed``. Runs
 launched from the asset graph do not carry the job's tags: the instance-wide
 ``run_monitoring.max_runtime_seconds`` (the same hour) bounds them.

@@ -40,9 +40,10 @@ EXIT_CODES = {
 }
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
-# Copied into the project-local DAGSTER_HOME when it has no dagster.yaml: the same local
-# instance config as `make dev` (SQLite, the one-calibration pool, run monitoring, no telemetry).
-LOCAL_INSTANCE_YAML = PROJECT_ROOT / "dagster.local.yaml"
+# Copied into the project-local DAGSTER_HOME when it has no dagster.yaml: the root dagster.yaml, the
+# local instance config of `make dev` and `dg dev` (SQLite, the one-calibration pool, run
+# monitoring, no telemetry). Production's is deploy/dagster.yaml.
+LOCAL_INSTANCE_YAML = PROJECT_ROOT / "dagster.yaml"
 
 
 ERROR_CLASSES = {cls.code: cls for cls in (errors.ValidationError, errors.InsufficientDataError,

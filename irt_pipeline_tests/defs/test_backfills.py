@@ -113,7 +113,7 @@ def test_the_readme_cli_backfill_queues_one_run_of_the_job_per_bank(tmp_path):
     """`dagster job backfill -w workspace.yaml -j calibration_job --partitions ...` (README)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.local.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the local instance (SQLite)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions("item_bank", ["bank-a", "bank-b"])
     env = {**os.environ, "DAGSTER_HOME": str(home)}

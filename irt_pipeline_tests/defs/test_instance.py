@@ -1,4 +1,4 @@
-"""The PRODUCTION dagster.yaml, unchanged, against a real PostgreSQL (the system server in CI).
+"""The PRODUCTION deploy/dagster.yaml, unchanged, against a real PostgreSQL (the system server in CI).
 
 A fresh test database plays the Supabase database: the data tables in ``public`` and, as
 dagster.yaml asks, Dagster's tables in schema ``dagster``. The DAGSTER_PG_* variables point at
@@ -22,12 +22,12 @@ from irt_pipeline.defs.jobs import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from irt_pipeline_tests.defs.conftest import failure_text, load_standard_bank, run_job, runs
 
 REPO = Path(__file__).resolve().parents[2]
-PROD_YAML = REPO / "dagster.yaml"
-LOCAL_YAML = REPO / "dagster.local.yaml"
+PROD_YAML = REPO / "deploy" / "dagster.yaml"
+LOCAL_YAML = REPO / "dagster.yaml"  # what `dg dev`/`dg check defs` read with DAGSTER_HOME unset
 
 
 def point_dagster_at(monkeypatch: pytest.MonkeyPatch, database_url: str, home: Path) -> None:
-    """DAGSTER_HOME with the repo's dagster.yaml, DAGSTER_PG_* from the test database's URL."""
+    """DAGSTER_HOME with a copy of deploy/dagster.yaml, DAGSTER_PG_* from the test database's URL."""
     home.mkdir()
     shutil.copy(PROD_YAML, home / "dagster.yaml")
     info = conninfo_to_dict(database_url)
@@ -49,7 +49,7 @@ def point_dagster_at(monkeypatch: pytest.MonkeyPatch, database_url: str, home: P
 @pytest.mark.db
 def test_production_instance_stores_a_run_in_postgres(database_url, calibration_job, tmp_path, monkeypatch):
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA dagster")  # the one manual step dagster.yaml documents
+        conn.execute("CREATE SCHEMA dagster")  # the one manual step deploy/dagster.yaml documents
     point_dagster_at(monkeypatch, database_url, tmp_path / "dagster_home")
     bank = load_standard_bank(database_url, n_students=250)
 

@@ -1,8 +1,8 @@
 """`dagster dev` on loopback over the embedded demo data, and a headless Debian Chromium.
 
 Everything lives in fresh temporary folders: IRT_HOME (the embedded PostgreSQL, migrated and
-seeded with the demo bank by the real CLI) and DAGSTER_HOME (dagster.local.yaml, the instance
-`make dev` uses, with the `demo` bank registered as an item_bank partition). `dagster dev` is
+seeded with the demo bank by the real CLI) and DAGSTER_HOME (a copy of the root dagster.yaml, the
+local instance `make dev` uses, with the `demo` bank registered as an item_bank partition). `dagster dev` is
 started as `make dev` starts it (`-w workspace.yaml`), in its own session, and its whole process
 group is stopped afterwards (SIGTERM, then SIGKILL: it does not always exit on SIGTERM).
 
@@ -124,7 +124,7 @@ def dev_server(artifacts: Path) -> Iterator[DevServer]:
     irt_home, dagster_home = root / "irt", root / "dagster_home"
     irt_home.mkdir()
     dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.local.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     env = {**os.environ, "IRT_HOME": str(irt_home), "DAGSTER_HOME": str(dagster_home)}
     env.pop("IRT_DATABASE_URL", None)  # the embedded database
     env.pop("IRT_TEST_DATABASE_URL", None)
