@@ -27,10 +27,12 @@ demo: venv $(DAGSTER_HOME)
 test: venv
 	$(BIN)/pytest -q
 
-## Only the tests that talk to PostgreSQL, without the slow studies (CI's second pass, on the
-## system PostgreSQL: the slow ones have run once on the embedded server by then).
+## The SQL-level database tests (storage, reliability: migrations, RLS, leases, faults; the
+## snapshot and stale-publish guards, the production instance) without the slow studies: CI's second pass, on the system
+## PostgreSQL 15, after every test has run once on the embedded PostgreSQL 16.
 test-db: venv
-	$(BIN)/pytest -q -m "db and not slow"
+	$(BIN)/pytest -q -m "db and not slow" irt_pipeline_tests/storage irt_pipeline_tests/reliability \
+		irt_pipeline_tests/defs/test_stale_publish.py irt_pipeline_tests/defs/test_instance.py
 
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

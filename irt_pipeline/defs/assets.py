@@ -294,8 +294,8 @@ def scale_linking(
     except LinkingError as exc:
         raise errors.CalibrationFailedError(
             f"cannot link calibration run {item_parameters.calibration_run_id} to the scale of item bank "
-            f"{bank!r} (defined by run {scale.scale_run_id}): {exc}. To start a new scale for the bank from "
-            "this run instead, calibrate with linking: none (irt-pipeline calibrate --linking none)"
+            f"{bank!r} (defined by run {scale.scale_run_id}): {exc} (from the command line: "
+            "irt-pipeline calibrate --linking none)"
         ) from None
     record = linking.record
     if record.method == METHOD_NONE:
