@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
+
+from irt_pipeline_tests.dev_server import free_port, stop_embedded_postgres, stop_group, wait_for_server
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "e2e-artifacts"
@@ -35,7 +33,6 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run", "--disable-quic",
 ]
 DEMO_BANK = "demo"
-SERVER_START_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -52,10 +49,6 @@ class DevServer:
         return f"host={self.pgdata} dbname=postgres user=postgres"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(env: dict[str, str], *args: str) -> None:
@@ -64,50 +57,10 @@ def _cli(env: dict[str, str], *args: str) -> None:
     assert proc.returncode == 0, f"irt-pipeline {' '.join(args)}: {proc.stdout}\n{proc.stderr}"
 
 
-def _wait_for_server(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"dagster dev exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"dagster dev did not answer /server_info within {SERVER_START_SECONDS} s:\n{log.read_text()[-4000:]}")
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # children (code server, daemon, run workers) too
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
 
 
-def _stop_postgres(pgdata: Path) -> None:
-    """Fast shutdown of the embedded server (started with cleanup_mode=None, it outlives us)."""
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-        os.kill(pid, signal.SIGINT)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +89,7 @@ def dev_server(artifacts: Path) -> Iterator[DevServer]:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             instance.add_dynamic_partitions("item_bank", [DEMO_BANK])
 
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = artifacts / "dagster-dev.log"
         with open(log, "w") as out:
@@ -145,12 +98,12 @@ def dev_server(artifacts: Path) -> Iterator[DevServer]:
                  "-h", "127.0.0.1", "-p", str(port)],
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        _wait_for_server(url, proc, log)
+        wait_for_server(url, proc, log)
         yield DevServer(url=url, irt_home=irt_home, dagster_home=dagster_home)
     finally:
         if proc is not None:
-            _stop_group(proc)
-        _stop_postgres(server.pgdata)
+            stop_group(proc)
+        stop_embedded_postgres(server.pgdata)
         shutil.rmtree(root, ignore_errors=True)
 
 
