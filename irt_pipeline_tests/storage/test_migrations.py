@@ -34,6 +34,23 @@ def test_second_apply_applies_nothing(conn):
     assert [r[0] for r in conn.execute("SELECT name FROM irt_schema_migrations ORDER BY name")] == MIGRATIONS
 
 
+def test_the_files_since_0004_apply_again_without_change(conn):
+    """0005-0007 are idempotent themselves (IF NOT EXISTS, guarded policies, CREATE OR REPLACE),
+    so a half-applied or hand-applied database (Supabase's SQL editor) can run them again."""
+    def schema():
+        return conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = 'public' ORDER BY 1, 2").fetchall() + conn.execute(
+            "SELECT tablename, policyname, roles::text FROM pg_policies ORDER BY 1, 2").fetchall()
+
+    before = schema()
+    for name, text in migration_files():
+        if name >= "0005":
+            conn.execute(text)
+    conn.commit()
+    assert schema() == before
+
+
 def test_applies_where_supabase_and_the_exam_import_already_are(empty_database_url):
     """Existing items, student_attempts and auth.role() are used as they are, never replaced."""
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
