@@ -74,7 +74,6 @@ from irt_pipeline.storage.runs import AbilityRows
 
 GROUP = "irt"
 OWNERS = ["team:irt"]
-POOL = "irt_calibration"  # one calibration at a time (dagster.yaml: pools at run granularity)
 PROGRESS_EVERY = 5        # log the EM progress every this many iterations
 # Every asset of the chain: item_parameters starts an audit row that only a run of all of them
 # completes from data it read itself (issue 12: no stale publish).
@@ -97,23 +96,35 @@ def _pictures(context: dg.AssetExecutionContext, drawings: dict[str, Callable[[]
     return metadata
 
 
-def chain_asset(kinds: set[str], *, pooled: bool = True, check_specs=None, value_type=None):
+def chain_asset(kinds: set[str], *, check_specs=None, value_type=None):
     """The decorator of an asset of the chain: group, owners, bank partitions and one-bank-per-run
-    backfills; `pooled` puts it in the one-calibration pool (every step from item_parameters on);
-    `value_type` names the value an asset returns inside a MaterializeResult (with its checks)."""
+    backfills; `value_type` names the value an asset returns inside a MaterializeResult (with its
+    checks).
+
+    No pool: one calibration per bank at a time is the run queue's job, keyed on the bank. Every
+    run of one bank carries its partition as a run tag (``dagster/partition``, or
+    ``dagster/asset_partition_range_start`` for a run of an asset backfill, one bank per run), and
+    both dagster.yaml files limit each value of those tags to one run in progress
+    (``tag_concurrency_limits`` with ``applyLimitPerUniqueValue``), while banks run side by side
+    up to ``max_concurrent_runs``. The former pool ``irt_calibration`` (default limit 1 at run
+    granularity) serialised every bank of the instance; a pool limits a shared resource across
+    all runs, it cannot be keyed by partition, and with every run of this location being a
+    calibration, ``max_concurrent_runs`` already bounds the load on the database. The database
+    guard (one ``running`` audit row per bank) still refuses a second calibration of a bank that
+    reaches it by another way (the CLI, ``dg.materialize``, a backfill run and a single run of
+    the same bank, which carry different tags)."""
     return dg.asset(
         group_name=GROUP,
         kinds=kinds,
         owners=OWNERS,
         partitions_def=item_bank_partitions,
         backfill_policy=calibration_backfill_policy,
-        pool=POOL if pooled else None,
         check_specs=check_specs,
         dagster_type=dg.PythonObjectDagsterType(value_type) if value_type is not None else None,
     )
 
 
-@chain_asset(kinds={"postgres", "scipy"}, pooled=False)
+@chain_asset(kinds={"postgres", "scipy"})
 def response_matrix(
     context: dg.AssetExecutionContext, config: CalibrationConfig, irt_db: IrtDatabase
 ) -> ResponseMatrix:
@@ -144,7 +155,7 @@ def response_matrix(
     return matrix
 
 
-@chain_asset(kinds={"python", "scipy"}, pooled=False)
+@chain_asset(kinds={"python", "scipy"})
 def eligible_items(
     context: dg.AssetExecutionContext, irt_db: IrtDatabase, response_matrix: ResponseMatrix
 ) -> EligibleItems:

@@ -8,8 +8,9 @@ materializing the whole chain for one bank. Chosen over ``single_run()`` because
   one, ``supabase_writes`` completes it, keyed by the bank) and its own
   CALIBRATION_IN_PROGRESS guard; a single run over several banks would have to open, fail and
   complete several rows from one step, and one bank's failure would fail the others;
-* the ``irt_calibration`` pool (run granularity, limit 1) then queues the banks one after
-  another, and a failed bank is retried alone (the UI's "Failed and missing" selection);
+* each run carries its bank as its partition range start, so the run queue's tag concurrency
+  limit (dagster.yaml) runs the banks side by side, one run per bank at a time, up to
+  ``max_concurrent_runs``; a failed bank is retried alone (the UI's "Failed and missing" selection);
 * the assets read ``context.partition_key`` and hold one bank's response matrix in memory;
   single-run code must read ``context.partition_keys`` and would load every bank at once.
 

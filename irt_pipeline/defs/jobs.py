@@ -2,8 +2,8 @@
 
 The CLI, the weekly schedule and the exam-import sensor launch this job, so its failure hook
 applies to their runs. Backfills run one bank per run (``BackfillPolicy.multi_run(1)`` on every
-asset, see backfills.py): each bank gets its own audit row, and the `irt_calibration` pool
-queues the runs one after another.
+asset, see backfills.py): each bank gets its own audit row, and the daemon's run queue runs
+the banks side by side, one run per bank at a time (tag concurrency limits in dagster.yaml).
 
 Hung runs: the job carries the run tag ``dagster/max_runtime``; run monitoring (enabled in
 dagster.yaml and deploy/dagster.yaml) terminates a run that exceeds it and marks it failed, and

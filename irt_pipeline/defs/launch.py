@@ -41,7 +41,7 @@ EXIT_CODES = {
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
 # Copied into the project-local DAGSTER_HOME when it has no dagster.yaml: the root dagster.yaml, the
-# local instance config of `make dev` and `dg dev` (SQLite, the one-calibration pool, run
+# local instance config of `make dev` and `dg dev` (SQLite, one run per bank in the run queue, run
 # monitoring, no telemetry). Production's is deploy/dagster.yaml.
 LOCAL_INSTANCE_YAML = PROJECT_ROOT / "dagster.yaml"
 

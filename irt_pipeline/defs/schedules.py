@@ -2,8 +2,8 @@
 
 Known banks are the ``item_bank`` partitions of the instance: those the exam-import sensor has
 seen, and any registered by ``irt-pipeline calibrate`` or from the UI. One run per bank
-(run key ``weekly_recalibration:<scheduled time>:<bank>``); the ``irt_calibration`` pool runs
-them one after another.
+(run key ``weekly_recalibration:<scheduled time>:<bank>``); the run queue runs them side by side,
+one run per bank at a time, up to ``max_concurrent_runs`` (dagster.yaml).
 
 The cron comes from ``IRT_RECALIBRATION_CRON`` when the code location loads (default
 ``0 3 * * 1``: Mondays 03:00 UTC); an invalid cron string fails the load with Dagster's error.

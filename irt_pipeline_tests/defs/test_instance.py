@@ -14,7 +14,6 @@ import dagster as dg
 import psycopg
 import pytest
 import yaml
-from dagster._core.instance.config import PoolGranularity
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from psycopg.conninfo import conninfo_to_dict
 
@@ -24,6 +23,12 @@ from irt_pipeline_tests.defs.conftest import failure_text, load_standard_bank, r
 REPO = Path(__file__).resolve().parents[2]
 PROD_YAML = REPO / "deploy" / "dagster.yaml"
 LOCAL_YAML = REPO / "dagster.yaml"  # what `dg dev`/`dg check defs` read with DAGSTER_HOME unset
+# The run queue's limit in both files: one run in progress per value of each tag that names the
+# bank of a run (dagster/partition; the range start of an asset-backfill run, one bank per run).
+ONE_RUN_PER_BANK = [
+    {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+    {"key": "dagster/asset_partition_range_start", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+]
 
 
 def point_dagster_at(monkeypatch: pytest.MonkeyPatch, database_url: str, home: Path) -> None:
@@ -57,8 +62,9 @@ def test_production_instance_stores_a_run_in_postgres(database_url, calibration_
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-        pools = instance.get_concurrency_config().pool_config
-        assert (pools.pool_granularity, pools.default_pool_limit) == (PoolGranularity.RUN, 1)
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == 4
+        assert list(queue.tag_concurrency_limits) == ONE_RUN_PER_BANK
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == MAX_RUNTIME_SECONDS
         assert not instance.telemetry_enabled
@@ -85,11 +91,15 @@ def test_the_yaml_files_say_what_the_readme_says():
     local = yaml.safe_load(LOCAL_YAML.read_text())
     assert "sslmode" not in PROD_YAML.read_text().split("storage:")[1].split("concurrency:")[0]
     for config in (prod, local):
-        assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
+        # one run per bank (either tag a run of one bank carries), banks side by side; no pool
+        assert config["concurrency"]["runs"]["tag_concurrency_limits"] == ONE_RUN_PER_BANK
+        assert "pools" not in config["concurrency"]
         assert config["run_monitoring"]["enabled"] is True
         assert config["run_monitoring"]["max_runtime_seconds"] == MAX_RUNTIME_SECONDS
         assert config["telemetry"] == {"enabled": False}
     assert "storage" not in local  # SQLite under DAGSTER_HOME
+    assert prod["concurrency"]["runs"]["max_concurrent_runs"] == 4
+    assert local["concurrency"]["runs"]["max_concurrent_runs"] == 2
 
 
 def test_workspace_yaml_loads_the_code_location():
