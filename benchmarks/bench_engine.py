@@ -5,7 +5,9 @@ a ~ U(0.5, 2.5), b ~ N(0, 1), c ~ U(0.05, 0.3), theta ~ N(0, 1)):
   (a) the brief's 500 students x 1000 items, every cell observed (seed 42);
   (b) 20,000 students x 1,000 items, 60 random items per student (1.2M responses).
 
-Rows: irt-pipeline with its default priors, irt-pipeline with priors=None (plain ML), and, if
+Rows: irt-pipeline with its default priors, the same with full-information standard errors
+(`se_method="full"`: the 3J x 3J observed information by Louis's identity, opt-in; its "SE s"
+is the cost of that option), irt-pipeline with priors=None (plain ML), and, if
 `pip install -e '.[bench]'` installed it, `mirt` (Rust backend, 3PL, its defaults, 21 nodes)
 beside irt-pipeline's ML within mirt's wider box (a <= 5, c <= 0.5), so that the likelihoods
 compare like with like.
@@ -13,7 +15,7 @@ Each row runs in a fresh process, so "peak MB" is that process's maximum residen
 data included. "LL" is each engine's own report; "LL@241" re-evaluates every engine's
 estimates on one 241-node grid, the fair comparison.
 
-    python benchmarks/bench_engine.py [--only a|b] [--no-mirt]
+    python benchmarks/bench_engine.py [--only a|b] [--no-mirt] [--no-full]
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ MIRT_BOUNDS = dict(a=(0.01, 5.0), b=(-6.0, 6.0), c=(0.0, 0.5))
 def run_ours(responses, engine: str) -> dict:
     from irt_pipeline.engine import Bounds, calibrate_3pl
 
-    kwargs = {} if engine == "ours" else {"priors": None}
+    kwargs = {} if engine in ("ours", "full") else {"priors": None}
+    if engine == "full":
+        kwargs["se_method"] = "full"
     if engine == "ml-wide":
         kwargs["bounds"] = Bounds(**MIRT_BOUNDS)
     result = calibrate_3pl(responses, max_iterations=500, **kwargs)
@@ -116,7 +120,8 @@ def measure(name: str, engine: str) -> dict:
     return out
 
 
-LABELS = {"ours": "irt-pipeline (priors)", "ml": "irt-pipeline (ML)",
+LABELS = {"ours": "irt-pipeline (priors)", "full": "irt-pipeline (priors, full-information SEs)",
+          "ml": "irt-pipeline (ML)",
           "ml-wide": "irt-pipeline (ML, mirt's bounds)", "mirt": "mirt 1.2 (Rust)"}
 
 
@@ -124,8 +129,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["a", "b"])
     parser.add_argument("--no-mirt", action="store_true")
+    parser.add_argument("--no-full", action="store_true", help="skip the full-information SE row")
     args = parser.parse_args()
-    engines = ["ours", "ml"]
+    engines = ["ours"] + ([] if args.no_full else ["full"]) + ["ml"]
     try:
         import mirt  # noqa: F401
         if not args.no_mirt:

@@ -21,25 +21,32 @@ from collections.abc import Callable
 import numpy as np
 
 from irt_pipeline.engine.estep import expected_counts, posterior_moments
-from irt_pipeline.engine.mstep import BRIEF_BOUNDS, Bounds, maximise
+from irt_pipeline.engine.mstep import ACTIVE_MARGIN, BRIEF_BOUNDS, Bounds, maximise
 from irt_pipeline.engine.priors import DEFAULT_PRIORS, Priors
 from irt_pipeline.engine.quadrature import auto_node_count, node_count_for_sd, normal_grid
 from irt_pipeline.engine.responses import ResponseData, prepare_responses
 from irt_pipeline.engine.result import (
     STATUS_ALL_CORRECT,
     STATUS_ALL_INCORRECT,
+    STATUS_HEYWOOD,
     STATUS_NO_RESPONSES,
     STATUS_OK,
+    STATUS_SINGULAR,
     CalibrationResult,
 )
-from irt_pipeline.engine.standard_errors import standard_errors
+from irt_pipeline.engine.standard_errors import (
+    FULL_INFORMATION_MAX_ITEMS,
+    SE_METHODS,
+    StandardErrors,
+    standard_errors,
+)
 
 Progress = Callable[[int, float, float], None]
 # Refine the grid when the narrowest posterior asks for this many more nodes than we have.
 REFINE_FACTOR = 1.15
 
 
-def _validate_options(max_iterations, convergence_threshold, priors, n_quadrature) -> None:
+def _validate_options(max_iterations, convergence_threshold, priors, n_quadrature, se_method) -> None:
     if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)):
         raise ValueError(f"max_iterations must be an integer in 1..500, got {max_iterations!r}")
     if not 1 <= max_iterations <= 500:
@@ -50,6 +57,8 @@ def _validate_options(max_iterations, convergence_threshold, priors, n_quadratur
         raise ValueError(f"priors must be a Priors instance or None, got {type(priors).__name__}")
     if n_quadrature is not None and not (isinstance(n_quadrature, int) and 11 <= n_quadrature <= 1001):
         raise ValueError(f"n_quadrature must be an integer in 11..1001 or None, got {n_quadrature!r}")
+    if se_method not in SE_METHODS:
+        raise ValueError(f"se_method must be one of {SE_METHODS}, got {se_method!r}")
 
 
 def item_statuses(data: ResponseData) -> np.ndarray:
@@ -58,6 +67,16 @@ def item_statuses(data: ResponseData) -> np.ndarray:
     status[data.correct_counts == data.response_counts] = STATUS_ALL_CORRECT
     status[data.correct_counts == 0] = STATUS_ALL_INCORRECT
     status[data.response_counts == 0] = STATUS_NO_RESPONSES
+    return status
+
+
+def final_statuses(status: np.ndarray, ses: StandardErrors, bounds: Bounds, a: np.ndarray) -> np.ndarray:
+    """The data statuses of `item_statuses`, then, for items that are otherwise "ok", a slope at
+    its upper bound ("heywood") or a singular free information block ("singular_information")."""
+    status = status.copy()
+    ok = status == STATUS_OK
+    status[ok & ses.singular] = STATUS_SINGULAR
+    status[ok & ses.at_bound[:, 0] & (a >= bounds.a[1] - ACTIVE_MARGIN)] = STATUS_HEYWOOD
     return status
 
 
@@ -152,6 +171,7 @@ def calibrate_3pl(
     start: np.ndarray | None = None,
     accelerate: bool = True,
     progress: Progress | None = None,
+    se_method: str = "block",
 ) -> CalibrationResult:
     """Fit the 3PL to `responses` by MML-EM (Bayes modal with `priors`, plain ML with None).
 
@@ -167,11 +187,23 @@ def calibrate_3pl(
     start: items x 3 start values (a, b, c); default from proportions correct (`start_values`).
     accelerate: SQUAREM acceleration of the EM path (on by default).
     progress: called after every iteration with (iteration, max change, log-likelihood).
+    se_method: "block" (default: each item's 3 x 3 observed information, cross-item terms left
+        out) or "full" (the 3J x 3J observed information over all items by Louis's identity;
+        at most FULL_INFORMATION_MAX_ITEMS items, else ValueError before fitting). See
+        `standard_errors` for what is NaN and why.
     Raises ValueError naming the problem for invalid responses or options.
+
+    `converged` reports the EM stopping rule only; items whose slope ran to the upper bound
+    (Heywood cases) also stop moving and carry the status "heywood" (see CalibrationResult).
     """
-    _validate_options(max_iterations, convergence_threshold, priors, n_quadrature)
+    _validate_options(max_iterations, convergence_threshold, priors, n_quadrature, se_method)
     started = time.perf_counter()
     data = prepare_responses(responses)
+    if se_method == "full" and data.n_items > FULL_INFORMATION_MAX_ITEMS:
+        raise ValueError(
+            f"se_method='full' needs the {3 * data.n_items} x {3 * data.n_items} information "
+            f"matrix; it is offered up to {FULL_INFORMATION_MAX_ITEMS} items, this bank has "
+            f"{data.n_items}: use se_method='block'")
     status = item_statuses(data)
     estimable = np.flatnonzero(status != STATUS_NO_RESPONSES)
     if start is None:
@@ -199,14 +231,16 @@ def calibrate_3pl(
 
     a, b, c = params.T.copy()
     fitted = time.perf_counter()
-    ses, log_likelihood = standard_errors(data, params, nodes, weights, priors)
+    errors = standard_errors(data, params, nodes, weights, priors, bounds, se_method,
+                             estimable=status != STATUS_NO_RESPONSES)
+    ses = errors.se
     return CalibrationResult(
         a=a, b=b, c=c,
-        a_se=ses[:, 0], b_se=ses[:, 1], c_se=ses[:, 2],
+        a_se=ses[:, 0].copy(), b_se=ses[:, 1].copy(), c_se=ses[:, 2].copy(),
         iterations=path.iterations,
         converged=bool(converged),
-        log_likelihood=log_likelihood,
-        item_status=status.astype(str),
+        log_likelihood=errors.log_likelihood,
+        item_status=final_statuses(status, errors, bounds, a).astype(str),
         response_counts=data.response_counts.copy(),
         log_likelihood_trace=np.array(path.ll_trace),
         max_change_trace=np.array(path.change_trace),
@@ -214,4 +248,6 @@ def calibrate_3pl(
         weights=weights,
         fit_seconds=fitted - started,
         se_seconds=time.perf_counter() - fitted,
+        at_bound=errors.at_bound,
+        se_method=errors.method,
     )

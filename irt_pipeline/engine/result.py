@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-# Per-item status codes reported in CalibrationResult.item_status.
-STATUS_OK = "ok"                    # estimated from data with variance
-STATUS_NO_RESPONSES = "no_responses"    # nobody answered: parameters are the prior/start values
+# Per-item status codes reported in CalibrationResult.item_status. One code per item; where
+# several apply, the first in this list wins.
+STATUS_NO_RESPONSES = "no_responses"    # nobody answered: parameters are the prior/start values,
+                                        # all SEs NaN
 STATUS_ALL_CORRECT = "all_correct"      # no variance: estimates pinned towards the easy end
 STATUS_ALL_INCORRECT = "all_incorrect"  # no variance: estimates pinned towards the hard end
+STATUS_HEYWOOD = "heywood"              # the slope ran to its upper bound (a Heywood case): a is
+                                        # a boundary value, a_se NaN, b and c given a
+STATUS_SINGULAR = "singular_information"  # the free block of the observed information is not
+                                          # positive definite: all SEs NaN, the data do not
+                                          # identify the item's parameters
+STATUS_OK = "ok"                    # estimated from data with variance, finite free SEs
 
 
 @dataclass(frozen=True)
@@ -18,6 +25,17 @@ class CalibrationResult:
     """3PL item estimates, one entry per item (column of the response matrix).
 
     P(correct | theta) = c + (1 - c) / (1 + exp(-a (theta - b))), theta ~ N(0, 1).
+
+    Standard errors (`standard_errors`): from the observed information (Louis 1982), per item
+    block (se_method "block") or over all items ("full"). A SE is NaN (not a number: NULL in
+    the database) where the parameter is at a bound of the box (`at_bound`), for every
+    parameter of an item whose free information block is singular (status
+    "singular_information"), and for items nobody answered. Finite SEs are > 0.
+
+    `converged` means the EM iterations stopped because no a, b or c changed by more than the
+    threshold in one iteration. It does not mean every item has an interior maximum: a slope
+    that ran to its upper bound (a Heywood case) stops changing there too; such items carry
+    the status "heywood" (and at_bound[:, 0]), so read `item_status` as well.
     """
 
     a: np.ndarray
@@ -37,6 +55,14 @@ class CalibrationResult:
     weights: np.ndarray             # quadrature weights (sum to 1)
     fit_seconds: float = 0.0        # wall time of the EM iterations
     se_seconds: float = 0.0         # wall time of the standard errors (and the final E-step)
+    # items x 3 bool (a, b, c): the estimate sits at its bound (within mstep.ACTIVE_MARGIN); its
+    # SE is NaN. None in the constructor means no parameter at a bound.
+    at_bound: np.ndarray | None = field(default=None)
+    se_method: str = "block"        # how the SEs were computed: "block" or "full"
+
+    def __post_init__(self) -> None:
+        if self.at_bound is None:
+            object.__setattr__(self, "at_bound", np.zeros((np.shape(self.a)[0], 3), dtype=bool))
 
     @property
     def n_items(self) -> int:

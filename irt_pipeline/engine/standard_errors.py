@@ -1,38 +1,96 @@
 """Standard errors from the observed information of the marginal likelihood (Louis 1982).
 
-For item j, with s_ij(t) the complete-data score of student i's response to item j at theta = t
-and m_ij = E_post[s_ij] its posterior mean, the item's block of the observed information is
+Notation: student i, item j, node t_q with posterior weight post_iq (the E-step's, at the
+estimates); s_ij(t) is the complete-data score of student i's response to item j in (a, b, c)
+at theta = t: dP_j/P_j for a correct answer, -dP_j/(1 - P_j) for a wrong one, 0 if missing;
+S_i(t) = (s_i1(t), ..., s_iJ(t)) is student i's score for all 3J parameters, and
+m_ij = E_post[s_ij] its posterior mean (`cells.cell_means`).
 
-    I_j = E_post[-d2 log f | x] - E_post[s s^T | x] + sum_i m_ij m_ij^T
-        = sum_i m_ij m_ij^T - sum_q (r_jq / P_jq - (n_jq - r_jq) / (1 - P_jq)) d2P_jq
+Louis's identity (Louis 1982, eq. 3.1; Baker & Kim 2004, ch. 7) gives the observed information
+of the marginal log-likelihood l = sum_i log integral f(x_i | t) phi(t) dt as
 
-(the two P-dependent terms of the first line cancel to the second; r, n are the expected counts
-of the E-step). With x = 1 the score is dP/P, with x = 0 it is -dP/(1 - P), so
-m_ij = post_i . (dP_j / P_j) or post_i . (-dP_j / (1 - P_j)) (`cells.cell_means`). With
-priors the prior's curvature is added (the Bayes-modal posterior information, as BILOG-MG
-reports). SE = sqrt(diag(I_j^-1)), per item
-block (cross-item terms are left out, the usual practical choice; Baker & Kim 2004, ch. 7).
+    I_obs = sum_i E_post[-d2 log f(x_i | theta)] - sum_i Cov_post[S_i(theta)].
 
-At an active bound (say c = 0) the SE is that of the unconstrained curvature there. When a block
-is not positive definite (an item without variance, or without responses) the expected (Fisher)
-information plus a ridge of RIDGE is inverted instead, so every SE is finite and positive; such
-items carry a status other than "ok".
+The first term is block diagonal (each item's parameters enter only its own responses); the
+second is not: two items answered by the same student have correlated scores through theta.
+
+Block method (default). Item j's 3 x 3 diagonal block alone,
+
+    I_j = sum_i m_ij m_ij^T - sum_q (r_jq / P_jq - (n_jq - r_jq) / (1 - P_jq)) d2P_jq
+
+(the P-dependent parts of E[-d2 log f] - E[s s^T] cancel; r, n are the E-step's expected
+counts), inverted per item. It ignores the cross-item covariances, so it treats the other
+items' parameters as known: its SEs are somewhat low for 3PL items on short tests (3-14 % on
+SAT12), close on long ones.
+
+Full method. The whole 3J x 3J matrix: the diagonal blocks I_j as above, the off-diagonal
+blocks -sum_i Cov_post[s_ij, s_ik] = -sum_i sum_q post_iq (s_ij(t_q) - m_ij)(s_ik(t_q) - m_ik)^T.
+It is assembled as F F^T, F having one column sqrt(post_iq) (S_i(t_q) - m_i) per student and
+node, with nodes where post_iq < POSTERIOR_FLOOR left out (they change nothing at double
+precision): on dense data by a rank-k update (BLAS syrk) over chunks of columns, on sparse data
+per student over the items they answered (a (3 L_i)^2 block each, in float32: seven digits of
+a term that is itself a small correction) added into the matrix.
+Memory: the matrix and its Cholesky factor, 2 x 72 (3J)^2 / 9 bytes (about 144 MB at 1,000
+items, 576 MB at FULL_INFORMATION_MAX_ITEMS = 2,000); above that the engine refuses.
+
+Priors (Bayes modal): the prior's curvature (`Priors.curvature`) is added to the diagonal, so
+the SEs are those of the log-posterior's curvature, as BILOG-MG reports.
+
+Bounds. A parameter within ACTIVE_MARGIN of its box bound (the margin within which the M-step
+holds a parameter at the bound; em.py clips to the box exactly) is at an active bound: the
+likelihood's curvature there does not describe its sampling variability (the estimate has a
+point mass at the bound), so its SE is NaN (the storage layer writes NULL) and `at_bound` says
+so. The other parameters are treated as conditional on it: only the free rows and columns of
+the information are inverted (the SE of the Hessian with the bound parameter held fixed).
+
+Singular information. When the free block of an item is not positive definite (smallest
+eigenvalue at most SINGULAR_RCOND times the largest, or not positive) the data do not identify
+the item's free parameters; no ridge is added: all its SEs are NaN and its status becomes
+"singular_information" (unless a more specific status, e.g. all_correct, applies).
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
 
 from irt_pipeline.engine.cells import cell_means
-from irt_pipeline.engine.estep import expected_counts
+from irt_pipeline.engine.estep import chunk_log_posterior, expected_counts, log_tables
 from irt_pipeline.engine.model import gradients, second_derivatives
-from irt_pipeline.engine.mstep import score_and_information
+from irt_pipeline.engine.mstep import ACTIVE_MARGIN, BRIEF_BOUNDS, Bounds
 from irt_pipeline.engine.priors import Priors
 from irt_pipeline.engine.responses import ResponseData
 
-# Added to the diagonal of a block that is not positive definite (SE of at most 1/sqrt(RIDGE)).
-RIDGE = 1e-2
+# A free block whose smallest eigenvalue is at most this share of its largest is singular.
+SINGULAR_RCOND = 1e-8
+# The full-information method refuses more items than this (memory: see the module docstring).
+FULL_INFORMATION_MAX_ITEMS = 2000
+# Posterior weights below this are left out of the full method's cross-item covariances.
+POSTERIOR_FLOOR = 1e-12
+# Work-array size (float64 values) per step of the full method: 16 MB.
+FULL_BLOCK_VALUES = 1 << 21
+SE_METHODS = ("block", "full")
 _PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+
+
+@dataclass(frozen=True)
+class StandardErrors:
+    """SEs and what the engine could say about each parameter."""
+
+    se: np.ndarray            # items x 3 (a, b, c); NaN at a bound, for a singular item, unanswered
+    at_bound: np.ndarray      # items x 3 bool: the parameter sits at its box bound
+    singular: np.ndarray      # items bool: the item's free block is not positive definite
+    log_likelihood: float     # marginal log-likelihood at the estimates (plain, no priors)
+    method: str               # "block" or "full": the method actually used
+
+
+def active_bounds(params: np.ndarray, bounds: Bounds = BRIEF_BOUNDS) -> np.ndarray:
+    """items x 3 bool: within ACTIVE_MARGIN of the lower or upper bound of the box."""
+    return (params <= bounds.lower() + ACTIVE_MARGIN) | (params >= bounds.upper() - ACTIVE_MARGIN)
 
 
 def _score_tables(params: np.ndarray, nodes: np.ndarray) -> np.ndarray:
@@ -55,7 +113,8 @@ def _score_outer_products(data: ResponseData, params, nodes, weights) -> np.ndar
 
 
 def observed_information(data: ResponseData, params, nodes, weights, priors: Priors | None):
-    """Per-item 3 x 3 observed information (Louis 1982) and the marginal log-likelihood."""
+    """Per-item 3 x 3 observed information (Louis 1982), with the prior's curvature if any;
+    returns (info, r, n, marginal log-likelihood)."""
     counts = expected_counts(data, *params.T, nodes, weights)
     r, n, log_likelihood = counts.r, counts.n, counts.log_likelihood
     outer = _score_outer_products(data, params, nodes, weights)
@@ -76,14 +135,208 @@ def observed_information(data: ResponseData, params, nodes, weights, priors: Pri
     return info, r, n, log_likelihood
 
 
-def standard_errors(data: ResponseData, params, nodes, weights, priors: Priors | None):
-    """(items x 3 standard errors of a, b, c, marginal log-likelihood) at `params`."""
-    info, r, n, log_likelihood = observed_information(data, params, nodes, weights, priors)
-    eigen = np.linalg.eigvalsh(info)
-    singular = ~(eigen[:, 0] > 1e-8 * np.maximum(eigen[:, -1], 1e-300))
-    if singular.any():
-        _, fisher = score_and_information(params[singular], r[singular], n[singular], nodes, priors)
-        info[singular] = fisher + RIDGE * np.eye(3)
-    covariance = np.linalg.inv(info)
-    ses = np.sqrt(np.diagonal(covariance, axis1=1, axis2=2))
-    return ses, log_likelihood
+def block_standard_errors(info: np.ndarray, free: np.ndarray):
+    """Invert each item's free block of `info` (items x 3 x 3); (items x 3 SEs, singular).
+
+    Items are grouped by their pattern of free parameters (at most 8 patterns), so every
+    inversion is one batched call. A parameter that is not free gets NaN; an item whose free
+    block is not positive definite gets NaN throughout and singular = True."""
+    n_items = info.shape[0]
+    ses = np.full((n_items, 3), np.nan)
+    singular = np.zeros(n_items, dtype=bool)
+    codes = free @ np.array([1, 2, 4])
+    for code in np.unique(codes):
+        idx = np.flatnonzero(codes == code)
+        keep = np.flatnonzero(free[idx[0]])
+        if keep.size == 0:
+            continue
+        sub = info[np.ix_(idx, keep, keep)]
+        if not np.isfinite(sub).all():
+            bad = ~np.isfinite(sub).all(axis=(1, 2))
+            sub[bad] = 0.0
+        eigen = np.linalg.eigvalsh(sub)
+        good = (eigen[:, -1] > 0) & (eigen[:, 0] > SINGULAR_RCOND * eigen[:, -1])
+        if good.any():
+            covariance = np.linalg.inv(sub[good])
+            ses[np.ix_(idx[good], keep)] = np.sqrt(np.diagonal(covariance, axis1=1, axis2=2))
+        singular[idx[~good]] = True
+    return ses, singular
+
+
+def _dense_cross_products(data: ResponseData, post_chunks, tables, n_items) -> np.ndarray:
+    """The upper triangle of sum_i Cov_post[S_i] (3J x 3J, parameter-major: row k J + j) for
+    dense data, by syrk over columns (student, node) with post_iq >= POSTERIOR_FLOOR."""
+    width = 3 * n_items
+    acc = np.zeros((width, width), order="F")
+    per_step = max(1, FULL_BLOCK_VALUES // width)
+    hit_t, miss_t = tables[0], tables[1]          # 3 x items x nodes each
+    for chunk, post in post_chunks:
+        correct = chunk.correct
+        wrong = 1.0 - correct if chunk.wrong is None else chunk.wrong
+        # posterior means m_ij^k at the observed cells (zeros elsewhere): students x items
+        means = [correct * (post @ hit_t[k].T) + wrong * (post @ miss_t[k].T) for k in range(3)]
+        rows, nodes_idx = np.nonzero(post >= POSTERIOR_FLOOR)
+        for s0 in range(0, rows.size, per_step):
+            ii, qq = rows[s0:s0 + per_step], nodes_idx[s0:s0 + per_step]
+            root = np.sqrt(post[ii, qq])[:, None]
+            c_rows, w_rows = correct[ii], wrong[ii]
+            f = np.empty((ii.size, width))
+            for k in range(3):
+                block = c_rows * hit_t[k][:, qq].T
+                block += w_rows * miss_t[k][:, qq].T
+                block -= means[k][ii]
+                block *= root
+                f[:, k * n_items:(k + 1) * n_items] = block
+            # acc += f^T f (upper triangle), f^T being Fortran-ordered: no copy
+            acc = scipy.linalg.blas.dsyrk(1.0, f.T, beta=1.0, c=acc, trans=0, lower=0,
+                                          overwrite_c=1)
+    return acc     # the upper triangle (the lower one holds zeros)
+
+
+def _sparse_cross_products(data: ResponseData, post_chunks, tables, n_items) -> np.ndarray:
+    """sum_i Cov_post[S_i] for sparse data: per student, the (3 L_i)^2 block of the L_i items
+    they answered over their nodes with post_iq >= POSTERIOR_FLOOR, added into the 3J x 3J
+    matrix. `tables` is (a, b, c) x (hit, miss) x items x nodes."""
+    width = 3 * n_items
+    flat = np.zeros(width * width)
+    n_nodes = tables.shape[-1]
+    budget = 4 * FULL_BLOCK_VALUES
+    index_type = np.int32 if width * width < 2**31 else np.int64
+    for chunk, post in post_chunks:
+        signed = (sp.csr_matrix(chunk.correct) - sp.csr_matrix(chunk.wrong)).tocsr()
+        signed.sort_indices()
+        lengths = np.diff(signed.indptr)
+        order = np.argsort(lengths, kind="stable")    # similar lengths together: little padding
+        significant = post >= POSTERIOR_FLOOR
+        first = np.argmax(significant, axis=1)
+        last = n_nodes - 1 - np.argmax(significant[:, ::-1], axis=1)
+        spans = last - first + 1
+        per = lambda length: (3 * max(int(length), 1)) ** 2 + 3 * max(int(length), 1) * n_nodes  # noqa: E731
+        start = 0
+        while start < order.size:
+            count = max(1, min(order.size - start, budget // per(lengths[order[start]])))
+            count = max(1, min(count, budget // per(lengths[order[start + count - 1]])))
+            students = order[start:start + count]
+            start += count
+            longest = max(int(lengths[students].max()), 1)
+            span = int(spans[students].max())
+            # items answered (padded with item 0 and weight 0) and correctness: s x L
+            pos = signed.indptr[students][:, None] + np.arange(longest)
+            valid = np.arange(longest) < lengths[students][:, None]
+            pos = np.where(valid, pos, 0)
+            items = np.where(valid, signed.indices[pos], 0)
+            outcome = np.where(signed.data[pos] > 0, 0, 1)
+            # nodes of each student's significant window: s x K
+            q = first[students][:, None] + np.arange(span)
+            in_window = q <= last[students][:, None]
+            q = np.minimum(q, n_nodes - 1)
+            w = np.where(in_window, post[students[:, None], q], 0.0)
+            w /= w.sum(axis=1, keepdims=True)
+            # scores: 3 x s x L x K, centred at their posterior means and weighted
+            scores = tables[:, outcome[:, :, None], items[:, :, None], q[:, None, :]]
+            scores *= valid[None, :, :, None]
+            scores -= np.einsum("ksln,sn->ksl", scores, w)[..., None]
+            scores *= np.sqrt(w)[None, :, None, :]
+            f = scores.transpose(1, 0, 2, 3).reshape(count, 3 * longest, span).astype(np.float32)
+            blocks = f @ f.transpose(0, 2, 1)            # s x 3L x 3L
+            index = (np.arange(3)[None, :, None] * n_items + items[:, None, :]).reshape(count, -1)
+            # items ascend within a student, so the block's upper triangle lands in the upper
+            # triangle of the matrix: add that half only, mirror once at the end
+            upper = np.flatnonzero(np.triu(np.ones((3 * longest, 3 * longest), bool)))
+            index = index.astype(index_type)
+            cells = (index[:, :, None] * index_type(width) + index[:, None, :]).reshape(count, -1)
+            flat += np.bincount(cells[:, upper].ravel(), blocks.reshape(count, -1)[:, upper].ravel(),
+                                minlength=width * width)
+    matrix = flat.reshape(width, width)
+    matrix += np.triu(matrix, 1).T
+    return matrix
+
+
+def _posterior_chunks(data: ResponseData, params, nodes, weights):
+    log_p, log_q = log_tables(*params.T, nodes)
+    log_w = np.log(weights)
+    for chunk in data.chunks:
+        log_post, _ = chunk_log_posterior(chunk, log_p, log_q, log_w)
+        yield chunk, np.exp(log_post, out=log_post)
+
+
+def full_information(data: ResponseData, params, nodes, weights, block_info, free,
+                     symmetric: bool = True) -> np.ndarray:
+    """The 3J x 3J observed information (parameter-major: row k J + j for parameter k of item
+    j), from Louis's identity over all items: the per-item blocks `block_info` (with any prior
+    curvature) on the diagonal, -sum_i Cov_post[s_ij, s_ik] off it. Off-diagonal rows and
+    columns of parameters that are not `free` are zero (their scores are not computed).
+    symmetric=False may leave the lower triangle unset (enough for an upper Cholesky)."""
+    n_items = data.n_items
+    tables = _score_tables(params, nodes)                       # 2 x 3 x items x nodes
+    tables *= free.T[None, :, :, None]
+    posts = _posterior_chunks(data, params, nodes, weights)
+    if data.is_dense:
+        covariance = _dense_cross_products(data, posts, tables, n_items)
+    else:
+        covariance = _sparse_cross_products(data, posts, tables.transpose(1, 0, 2, 3), n_items)
+    if symmetric and data.is_dense:
+        covariance += np.triu(covariance, 1).T
+    info = np.negative(covariance, out=covariance)
+    j = np.arange(n_items)
+    for k in range(3):
+        for m in range(3):
+            info[k * n_items + j, m * n_items + j] = block_info[:, k, m]
+    return info
+
+
+def _full_standard_errors(info: np.ndarray, free: np.ndarray) -> np.ndarray | None:
+    """SEs (items x 3, NaN where not free) from the inverse of the free part of the full
+    information, or None when that part is not positive definite."""
+    n_items = free.shape[0]
+    chosen = np.flatnonzero(free.T.ravel())                 # parameter-major, as `info`
+    ses = np.full(3 * n_items, np.nan)
+    if chosen.size == 0:
+        return ses.reshape(3, n_items).T
+    sub = info[np.ix_(chosen, chosen)]
+    factor, failed = scipy.linalg.lapack.dpotrf(sub, lower=0, clean=1, overwrite_a=1)
+    if failed != 0:
+        return None
+    inverse, failed = scipy.linalg.lapack.dpotri(factor, lower=0, overwrite_c=1)
+    variances = np.diagonal(inverse).copy()
+    if failed != 0 or not (variances > 0).all():
+        return None
+    ses[chosen] = np.sqrt(variances)
+    return ses.reshape(3, n_items).T
+
+
+def standard_errors(data: ResponseData, params, nodes, weights, priors: Priors | None,
+                    bounds: Bounds = BRIEF_BOUNDS, method: str = "block",
+                    estimable: np.ndarray | None = None) -> StandardErrors:
+    """Standard errors of (a, b, c) at `params` by the block or the full method.
+
+    estimable: items bool, False for items without responses (their SEs are NaN).
+    With method="full", if the free part of the full information is not positive definite
+    (with the singular items already removed) the block SEs are returned, with a warning, and
+    `method` says "block"."""
+    if method not in SE_METHODS:
+        raise ValueError(f"se_method must be one of {SE_METHODS}, got {method!r}")
+    estimable = np.ones(data.n_items, bool) if estimable is None else np.asarray(estimable, bool)
+    at_bound = active_bounds(params, bounds) & estimable[:, None]
+    info, _, _, log_likelihood = observed_information(data, params, nodes, weights, priors)
+    free = ~at_bound & estimable[:, None]
+    ses, singular = block_standard_errors(info, free)
+    singular &= estimable
+    used = "block"
+    if method == "full":
+        if data.n_items > FULL_INFORMATION_MAX_ITEMS:
+            raise ValueError(f"se_method='full' supports at most {FULL_INFORMATION_MAX_ITEMS} "
+                             f"items (the 3J x 3J information); got {data.n_items}")
+        free_full = free & ~singular[:, None]
+        full = _full_standard_errors(
+            full_information(data, params, nodes, weights, info, free_full, symmetric=False),
+            free_full)
+        if full is None:
+            warnings.warn("the full information matrix is not positive definite on the free "
+                          "parameters; reporting the block standard errors", RuntimeWarning,
+                          stacklevel=2)
+        else:
+            ses, used = full, "full"
+    ses[~estimable] = np.nan
+    return StandardErrors(se=ses, at_bound=at_bound, singular=singular,
+                          log_likelihood=log_likelihood, method=used)
