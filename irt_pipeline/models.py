@@ -49,6 +49,10 @@ ErrorCode = Literal[
     "STUDENT_NOT_FOUND",  # not the brief's: `irt-pipeline ability` (issue 9)
 ]
 RunStatus = Literal["running", "completed", "failed"]
+# Issue 10: why an item is flagged (irt_item_parameters.flag_reasons) and the engine's item status.
+FlagReason = Literal["infit", "outfit", "possible_miskey", "low_discrimination", "model_misfit",
+                     "at_bound", "se_unavailable"]
+ItemStatus = Literal["ok", "heywood", "singular_information"]
 LinkingMethod = Literal["initial", "stocking_lord", "none"]
 
 # A UUID as its string; database rows give uuid.UUID values (used by the fields added after the brief).
@@ -78,15 +82,31 @@ class IrtItemParameters(_Output):
     a: float = Field(description="Discrimination parameter")
     b: float = Field(description="Difficulty parameter")
     c: float = Field(description="Guessing parameter")
-    a_se: float = Field(description="Standard error of a")
-    b_se: float = Field(description="Standard error of b")
-    c_se: float = Field(description="Standard error of c")
+    # Nullable since issue 10 (the brief's are numbers): null where the parameter is at its bound
+    # (flag reason at_bound) or the item's information is singular (se_unavailable).
+    a_se: Optional[float] = Field(description="Standard error of a; null if a is at its bound or unavailable")
+    b_se: Optional[float] = Field(description="Standard error of b; null if unavailable")
+    c_se: Optional[float] = Field(description="Standard error of c; null if c is at its bound or unavailable")
     infit_mnsq: float
     outfit_mnsq: float
     is_flagged: bool
     response_count: int
     calibrated_at: datetime
     calibration_run_id: str
+    # -- not the brief's: item diagnostics (issue 10, migration 0008), appended.
+    flag_reasons: list[FlagReason] = Field(
+        default_factory=list, description="Why the item is flagged (empty: not flagged); README 'Item quality'"
+    )
+    item_status: ItemStatus = Field(default="ok", description="The engine's status of the item's estimates")
+    item_rest_corr: Optional[float] = Field(
+        default=None, description="Correlation of the item with each student's proportion correct on the other items"
+    )
+    q1_statistic: Optional[float] = Field(default=None, description="Yen's Q1 grouped fit statistic")
+    q1_df: Optional[float] = Field(default=None, description="Degrees of freedom of Q1")
+    q1_p_value: Optional[float] = Field(default=None, description="p-value of Q1")
+    q1_p_adjusted: Optional[float] = Field(
+        default=None, description="Benjamini-Hochberg adjusted p-value of Q1 across the run's items"
+    )
 
 
 class IrtSkippedItem(_Output):

@@ -35,7 +35,7 @@ from irt_pipeline.defs.checks import (
     SCALE_LINKING_CHECKS,
     anchors_stable,
     em_converged,
-    item_fit_within_range,
+    item_quality,
     parameters_within_bounds,
 )
 from irt_pipeline.defs.config import CalibrationConfig
@@ -50,8 +50,6 @@ from irt_pipeline.defs.reporting import (
 )
 from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline.defs.values import (
-    FIT_LOWER,
-    FIT_UPPER,
     REASON_NOT_IN_BANK,
     METHOD_NONE,
     METHOD_STOCKING_LORD,
@@ -68,6 +66,8 @@ from irt_pipeline.defs.values import (
     skipped_reason_counts,
 )
 from irt_pipeline.engine import calibrate_3pl, item_fit
+from irt_pipeline.engine.quality import assess_items, reason_counts, se_unavailable
+from irt_pipeline.engine.responses import prepare_responses
 from irt_pipeline.engine.abilities import eap_abilities
 from irt_pipeline.engine.linking import LinkingError
 from irt_pipeline.storage.runs import AbilityRows
@@ -242,6 +242,7 @@ def item_parameters(
         eligible_items.matrix,
         max_iterations=settings.max_iterations,
         convergence_threshold=settings.convergence_threshold,
+        se_method=settings.se_method,
         progress=progress,
     )
     seconds = time.perf_counter() - t0
@@ -353,18 +354,21 @@ def scale_linking(
 def fit_statistics(
     context: dg.AssetExecutionContext, eligible_items: EligibleItems, scale_linking: ScaleLinking
 ) -> dg.MaterializeResult:
-    """Infit and outfit MNSQ per item (on the linked parameters and grid: the same fit as on the
-    run scale), flagged outside 0.7-1.3, joined with the bank-scale estimates: the table of
-    parameter rows to publish, audited here by the blocking parameters_within_bounds check (a
-    failure fails this step, so supabase_writes never runs)."""
+    """Item quality on the linked parameters and grid: predictive infit/outfit MNSQ, item-rest
+    correlation, Yen's Q1 with Benjamini-Hochberg (engine/fit.py, engine/quality.py), and the
+    reasons for which an item is flagged (thresholds from the run config). Joined with the
+    bank-scale estimates into the table of parameter rows to publish, audited here by the
+    blocking parameters_within_bounds check (a failure fails this step, so supabase_writes never
+    runs); the item_quality check lists the flagged items by reason, with empirical ICCs."""
     _same_items(eligible_items, scale_linking)
     result = scale_linking.result
-    fit = item_fit(eligible_items.matrix, result)
-    flagged = fit.flagged(lower=FIT_LOWER, upper=FIT_UPPER)
-    table = parameter_table(
-        eligible_items.item_ids, result, fit.infit_mnsq, fit.outfit_mnsq, flagged,
-        eligible_items.response_counts, linking=scale_linking,
-    )
+    thresholds = eligible_items.settings.thresholds
+    data = prepare_responses(eligible_items.matrix)
+    fit = item_fit(data, result)
+    quality = assess_items(data, fit, thresholds, at_bound=result.at_bound,
+                           se_unavailable=se_unavailable(result))
+    table = parameter_table(eligible_items.item_ids, result, quality, eligible_items.response_counts,
+                            linking=scale_linking)
     stats = FitStatistics(
         calibration_run_id=scale_linking.calibration_run_id,
         item_bank=scale_linking.item_bank,
@@ -379,24 +383,25 @@ def fit_statistics(
     bounds = parameters_within_bounds(stats)
     if not bounds.passed:
         context.log.error(f"publication stopped: {bounds.description}")
+    flagged = quality.is_flagged
     return dg.MaterializeResult(
         value=stats,
-        check_results=[bounds, item_fit_within_range(stats)],
+        check_results=[bounds, item_quality(stats)],
         metadata={
             "calibration_run_id": stats.calibration_run_id,
             "items": stats.items_calibrated,
             "items_flagged": stats.items_flagged,
+            "flagged_by_reason": dg.MetadataValue.json(reason_counts(quality.reasons)),
             "flagged_items": id_list(stats.flagged_item_ids),
-            "fit_summary": dg.MetadataValue.md(
-                summary_markdown({"infit_mnsq": fit.infit_mnsq, "outfit_mnsq": fit.outfit_mnsq})
-            ),
+            "fit_summary": dg.MetadataValue.md(summary_markdown({
+                "infit_mnsq": quality.infit_mnsq, "outfit_mnsq": quality.outfit_mnsq,
+                "item_rest_corr": quality.item_rest, "q1_p_value": quality.grouped.p_value,
+            })),
             "flagged_items_table": dg.MetadataValue.md(flagged_items_markdown(table)),
             **_pictures(context, {
                 "a_vs_b_plot": lambda: plots.parameter_scatter(result.a, result.b, flagged),
-                "flagged_icc_plot": lambda: plots.flagged_icc_plot(
-                    eligible_items.matrix, result, eligible_items.item_ids,
-                    fit.infit_mnsq, fit.outfit_mnsq, flagged,
-                ),
+                "empirical_icc_plot": lambda: plots.empirical_icc_plot(
+                    result, eligible_items.item_ids, quality),
             }),
             "dagster/row_count": stats.items_calibrated,
         },

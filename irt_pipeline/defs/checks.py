@@ -2,11 +2,13 @@
 
 * ``parameters_within_bounds`` (ERROR, blocking) on ``fit_statistics``: audits the exact table
   ``supabase_writes`` would publish; any non-finite value, a outside [0.2, 3], c outside
-  [0, 0.35] or a standard error <= 0 fails the check: the ``fit_statistics`` step fails with
+  [0, 0.35], a standard error <= 0, or a missing (NULL) standard error without the reason
+  ``at_bound`` or ``se_unavailable`` fails the check: the ``fit_statistics`` step fails with
   DagsterAssetCheckFailedError, ``supabase_writes`` never runs, and the audit row becomes
   ``failed`` through the failure hook/sensor (write-audit-publish).
-* ``item_fit_within_range`` (WARN) on ``fit_statistics``: lists the items whose infit or
-  outfit MNSQ lies outside 0.7-1.3 (they are still published, with is_flagged = true).
+* ``item_quality`` (WARN) on ``fit_statistics``: lists the flagged items by reason (mean
+  squares outside the run's limits, possible miskey, low discrimination, model misfit, at a
+  bound, no SE); they are still published, with is_flagged = true and their flag_reasons.
 * ``em_converged`` (WARN) on ``item_parameters``: EM stopped at max_iterations.
 * ``anchors_stable`` (WARN) on ``scale_linking``: more than 10% of the anchor candidates drifted
   (the link still holds on the rest, but a psychometrician should look at why so many items moved).
@@ -24,10 +26,11 @@ import pandas as pd
 
 from irt_pipeline.defs.reporting import MAX_LISTED, id_list
 from irt_pipeline.engine.linking import DRIFT_FLOOR, DRIFT_Z
-from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, FitStatistics, ItemParameters, ScaleLinking
+from irt_pipeline.defs.values import FitStatistics, ItemParameters, ScaleLinking
+from irt_pipeline.engine.quality import REASON_AT_BOUND, REASON_SE_UNAVAILABLE, REASONS
 
 CHECK_PARAMETERS_WITHIN_BOUNDS = "parameters_within_bounds"
-CHECK_ITEM_FIT_WITHIN_RANGE = "item_fit_within_range"
+CHECK_ITEM_QUALITY = "item_quality"
 CHECK_EM_CONVERGED = "em_converged"
 CHECK_ANCHORS_STABLE = "anchors_stable"
 # anchors_stable warns when more than this share of the anchor candidates drifted.
@@ -36,7 +39,7 @@ MAX_DRIFTED_SHARE = 0.10
 A_BOUNDS = (0.2, 3.0)
 C_BOUNDS = (0.0, 0.35)
 _TOL = 1e-9
-_FINITE_COLUMNS = ("a", "b", "c", "a_se", "b_se", "c_se", "infit_mnsq", "outfit_mnsq")
+_FINITE_COLUMNS = ("a", "b", "c", "infit_mnsq", "outfit_mnsq")
 _SE_COLUMNS = ("a_se", "b_se", "c_se")
 
 
@@ -55,9 +58,13 @@ def invalid_parameter_rows(table: pd.DataFrame) -> list[dict[str, str]]:
         a, c = values["a"], values["c"]
         add(np.isfinite(a) & ((a < A_BOUNDS[0] - _TOL) | (a > A_BOUNDS[1] + _TOL)), f"a outside {list(A_BOUNDS)}")
         add(np.isfinite(c) & ((c < C_BOUNDS[0] - _TOL) | (c > C_BOUNDS[1] + _TOL)), f"c outside {list(C_BOUNDS)}")
+        reasons = table["flag_reasons"] if "flag_reasons" in table.columns else [()] * len(table)
+        excused = np.array([REASON_AT_BOUND in r or REASON_SE_UNAVAILABLE in r for r in reasons], bool)
         for col in _SE_COLUMNS:
-            se = values[col]
+            se = table[col].to_numpy(dtype=float)
             add(np.isfinite(se) & (se <= 0), f"{col} <= 0")
+            add(np.isinf(se), f"{col} is not finite")
+            add(np.isnan(se) & ~excused, f"{col} is missing without the reason at_bound or se_unavailable")
     item_ids = table["item_id"].astype(str).to_numpy()
     return [{"item_id": item_ids[i], "problems": "; ".join(p)} for i, p in sorted(problems.items())]
 
@@ -67,13 +74,16 @@ FIT_STATISTICS_CHECKS = [
         CHECK_PARAMETERS_WITHIN_BOUNDS,
         asset="fit_statistics",
         blocking=True,
-        description="Blocks publication if any estimate or SE is non-finite or out of bounds "
-        "(a in [0.2, 3], c in [0, 0.35], SE > 0).",
+        description="Blocks publication if any estimate is non-finite or out of bounds "
+        "(a in [0.2, 3], c in [0, 0.35]), or an SE is <= 0, or missing (NULL) without the item "
+        "being at a bound or having singular information.",
     ),
     dg.AssetCheckSpec(
-        CHECK_ITEM_FIT_WITHIN_RANGE,
+        CHECK_ITEM_QUALITY,
         asset="fit_statistics",
-        description=f"Warns about items whose infit or outfit MNSQ lies outside {FIT_LOWER}-{FIT_UPPER}.",
+        description="Warns about the items that should not be used, by reason: infit/outfit outside "
+        "the run's limits (default 0.7-1.3), possible_miskey and low_discrimination (item-rest "
+        "correlation), model_misfit (Q1, Benjamini-Hochberg), at_bound, se_unavailable.",
     ),
 ]
 ITEM_PARAMETERS_CHECKS = [
@@ -114,25 +124,41 @@ def parameters_within_bounds(fit_statistics: FitStatistics) -> dg.AssetCheckResu
     )
 
 
-def item_fit_within_range(fit_statistics: FitStatistics) -> dg.AssetCheckResult:
-    flagged = fit_statistics.flagged_item_ids
+def item_quality(fit_statistics: FitStatistics) -> dg.AssetCheckResult:
+    """WARN listing the flagged items by reason (README, "Item quality")."""
     table = fit_statistics.table
-    rows = table.loc[table["is_flagged"], ["item_id", "infit_mnsq", "outfit_mnsq"]].head(MAX_LISTED)
+    flagged = table.loc[table["is_flagged"]]
+    by_reason = {
+        reason: [str(i) for i, r in zip(flagged["item_id"], flagged["flag_reasons"]) if reason in r]
+        for reason in REASONS
+    }
+    by_reason = {reason: ids for reason, ids in by_reason.items() if ids}
+    rows = flagged.head(MAX_LISTED)
     return dg.AssetCheckResult(
-        check_name=CHECK_ITEM_FIT_WITHIN_RANGE,
-        passed=not flagged,
+        check_name=CHECK_ITEM_QUALITY,
+        passed=flagged.empty,
         severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(flagged)} of {len(table)} item(s) flagged: "
+            + ", ".join(f"{reason} {len(ids)}" for reason, ids in by_reason.items())
+        ) if not flagged.empty else None,
         metadata={
-            "misfit_count": len(flagged),
-            "misfit_items": id_list(flagged),
-            "misfit_mnsq": dg.MetadataValue.json(
-                [
-                    {"item_id": str(r.item_id), "infit_mnsq": float(r.infit_mnsq), "outfit_mnsq": float(r.outfit_mnsq)}
-                    for r in rows.itertuples(index=False)
-                ]
-            ),
+            "flagged_count": len(flagged),
+            "flagged_by_reason": dg.MetadataValue.json({reason: len(ids) for reason, ids in by_reason.items()}),
+            "items_by_reason": dg.MetadataValue.json({reason: ids[:MAX_LISTED] for reason, ids in by_reason.items()}),
+            "flagged_items": dg.MetadataValue.json([
+                {"item_id": str(r.item_id), "reasons": list(r.flag_reasons),
+                 "infit_mnsq": _number(r.infit_mnsq), "outfit_mnsq": _number(r.outfit_mnsq),
+                 "item_rest_corr": _number(r.item_rest_corr), "q1_p_adjusted": _number(r.q1_p_adjusted)}
+                for r in rows.itertuples(index=False)
+            ]),
         },
     )
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return round(value, 4) if np.isfinite(value) else None
 
 
 def em_converged(item_parameters: ItemParameters) -> dg.AssetCheckResult:

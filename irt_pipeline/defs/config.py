@@ -17,7 +17,8 @@ In launchpad YAML::
     ops:
       response_matrix:
         config: {min_responses: 100, max_iterations: 100, convergence_threshold: 0.001,
-                 linking: stocking_lord}
+                 linking: stocking_lord, se_method: block,
+                 flags: {mnsq_lower: 0.7, mnsq_upper: 1.3, misfit_fdr: 0.01}}
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import dagster as dg
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+
+from irt_pipeline.engine.quality import QualityThresholds
 
 from irt_pipeline.models import (
     DEFAULT_CONVERGENCE_THRESHOLD,
@@ -40,6 +43,8 @@ from irt_pipeline.models import (
     MinResponses,
 )
 
+# The thresholds a run's config snapshot records (QualityThresholds fields a user can set).
+FLAG_FIELDS = ("mnsq_lower", "mnsq_upper", "miskey_item_rest", "low_discrimination_item_rest", "misfit_fdr")
 LINKING_STOCKING_LORD = "stocking_lord"
 LINKING_NONE = "none"
 DEFAULT_LINKING = LINKING_STOCKING_LORD
@@ -58,6 +63,64 @@ Linking = Annotated[
 ]
 
 
+SeMethod = Annotated[
+    Literal["block", "full"],
+    Field(
+        description=(
+            "Standard errors of a, b, c. 'block' (default): each item's own 3 x 3 block of the observed "
+            "information (Louis 1982), fast at any size. 'full': the whole information matrix of all items "
+            "with the cross-item terms (a few percent larger SEs; cost grows with the square of the item "
+            "count: README 'Standard errors'). Either way, a parameter at its bound has no SE (NULL)."
+        )
+    ),
+]
+_DEFAULT_THRESHOLDS = QualityThresholds()
+
+
+class FlagThresholds(dg.Config):
+    """When an item is flagged, and for which reason (README, "Item quality")."""
+
+    mnsq_lower: float = Field(
+        default=_DEFAULT_THRESHOLDS.mnsq_lower, gt=0, lt=1,
+        description="Flag 'infit'/'outfit' when a predictive mean square is below this (too predictable, "
+        "Guttman-like). The brief: 0.7.",
+    )
+    mnsq_upper: float = Field(
+        default=_DEFAULT_THRESHOLDS.mnsq_upper, gt=1, lt=10,
+        description="Flag 'infit'/'outfit' when a predictive mean square is above this (noisy). The brief: 1.3.",
+    )
+    miskey_item_rest: float = Field(
+        default=_DEFAULT_THRESHOLDS.miskey_item_rest, ge=-1, le=0,
+        description="Flag 'possible_miskey' when the item-rest correlation is below this and significantly "
+        "below 0 (one-sided 1%): the abler students fail the item.",
+    )
+    low_discrimination_item_rest: float = Field(
+        default=_DEFAULT_THRESHOLDS.low_discrimination_item_rest, ge=-1, le=1,
+        description="Flag 'low_discrimination' when the item-rest correlation is below this (and the item "
+        "is not a possible miskey).",
+    )
+    misfit_fdr: float = Field(
+        default=_DEFAULT_THRESHOLDS.misfit_fdr, gt=0, lt=1,
+        description="Flag 'model_misfit' when the Q1 grouped fit test's Benjamini-Hochberg adjusted p-value "
+        "across the run's items is below this (the false discovery rate).",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "FlagThresholds":
+        if self.miskey_item_rest > self.low_discrimination_item_rest:
+            raise ValueError(
+                f"miskey_item_rest ({self.miskey_item_rest}) must not exceed low_discrimination_item_rest "
+                f"({self.low_discrimination_item_rest})"
+            )
+        return self
+
+    def thresholds(self) -> QualityThresholds:
+        return QualityThresholds(
+            mnsq_lower=self.mnsq_lower, mnsq_upper=self.mnsq_upper, miskey_item_rest=self.miskey_item_rest,
+            low_discrimination_item_rest=self.low_discrimination_item_rest, misfit_fdr=self.misfit_fdr,
+        )
+
+
 class CalibrationConfig(dg.Config):
     """Calibration settings of one run (all optional; the defaults are the brief's).
 
@@ -70,6 +133,11 @@ class CalibrationConfig(dg.Config):
     max_iterations: MaxIterations = DEFAULT_MAX_ITERATIONS
     convergence_threshold: ConvergenceThreshold = DEFAULT_CONVERGENCE_THRESHOLD
     linking: Linking = DEFAULT_LINKING
+    se_method: SeMethod = "block"
+    flags: FlagThresholds = Field(
+        default_factory=FlagThresholds,
+        description="When an item is flagged, and for which reason (kept in the run's config snapshot).",
+    )
 
     @field_validator("item_ids")
     @classmethod
@@ -95,6 +163,8 @@ class CalibrationConfig(dg.Config):
             max_iterations=self.max_iterations,
             convergence_threshold=self.convergence_threshold,
             linking=self.linking,
+            se_method=self.se_method,
+            thresholds=self.flags.thresholds(),
         )
 
 
@@ -107,6 +177,8 @@ class CalibrationSettings:
     max_iterations: int
     convergence_threshold: float
     linking: str = DEFAULT_LINKING
+    se_method: str = "block"
+    thresholds: QualityThresholds = _DEFAULT_THRESHOLDS
 
     def snapshot(self) -> dict[str, Any]:
         """The config JSON stored on the run row (brief: IrtCalibrationConfig, plus the filter)."""
@@ -116,6 +188,8 @@ class CalibrationSettings:
             convergence_threshold=self.convergence_threshold,
         ).model_dump()
         snap["linking"] = self.linking
+        snap["se_method"] = self.se_method
+        snap["flags"] = {name: getattr(self.thresholds, name) for name in FLAG_FIELDS}
         if self.item_ids is not None:
             snap["item_ids"] = list(self.item_ids)
         return snap

@@ -7,9 +7,9 @@ live in the event log, so they are kept small (about 600 x 330 px, a few tens of
 
 * `convergence_plot`: marginal log-likelihood and largest parameter change by EM iteration;
 * `parameter_scatter`: discrimination a against difficulty b, flagged items marked;
-* `flagged_icc_plot`: item characteristic curves of the flagged items, with the observed
-  proportion correct of the students who answered each item, grouped by ability (EAP), so the
-  misfit can be seen (a Guttman step against a smooth 3PL curve, say);
+* `empirical_icc_plot`: empirical item characteristic curves of the flagged items: the fitted
+  curve against the observed proportion correct in the Q1 test's ability groups, with 95%
+  intervals, so the misfit can be seen (a miskey falling where the curve rises, say);
 * `anchor_drift_plot`: each anchor's bank difficulty against its new, linked difficulty
   (``scale_linking``), the identity line with the drift floor around it, drifted anchors marked;
 * `wright_map`: the person-item map on the bank scale, binned abilities (left) against binned
@@ -24,21 +24,18 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from PIL import Image
 
 from irt_pipeline.engine import CalibrationResult
-from irt_pipeline.engine.estep import posterior_moments
 from irt_pipeline.engine.linking import DRIFT_FLOOR
-from irt_pipeline.engine.responses import prepare_responses
+from irt_pipeline.engine.quality import ItemQuality
 
 DPI = 80
 PALETTE_COLORS = 64
 WIDE = (7.5, 4.1)      # inches at DPI: 600 x 328 px
-MAX_ICC_ITEMS = 6      # flagged items drawn (the most extreme by mean square)
-ABILITY_GROUPS = 8     # students per flagged item grouped by EAP quantiles
+MAX_ICC_ITEMS = 6      # flagged items drawn (the most severe: plots.most_severe)
 FLAG_COLOR, ITEM_COLOR = "#d62728", "#1f77b4"
 PERSON_COLOR = "#7f7f7f"
 TALL = (7.5, 4.6)      # 600 x 368 px: the Wright map's theta axis is vertical
@@ -107,66 +104,62 @@ def parameter_scatter(a: np.ndarray, b: np.ndarray, flagged: np.ndarray | None =
     return image_markdown(fig, "a vs b")
 
 
-def ability_estimates(matrix: sp.spmatrix, result: CalibrationResult) -> np.ndarray:
-    """EAP theta per student (row of `matrix`) under the calibrated items."""
-    data = prepare_responses(matrix)
-    eap, _ = posterior_moments(data, result.a, result.b, result.c, result.nodes, result.weights)
-    return eap
+def wilson_interval(successes: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of a proportion (Wilson 1927), elementwise; n > 0."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return np.clip(centre - half, 0.0, p), np.clip(centre + half, p, 1.0)
 
 
-def most_extreme(infit: np.ndarray, outfit: np.ndarray, flagged: np.ndarray, limit: int) -> np.ndarray:
-    """Indices of up to `limit` flagged items, the largest |log MNSQ| first."""
-    idx = np.flatnonzero(np.asarray(flagged, dtype=bool))
+def most_severe(quality: ItemQuality, limit: int) -> np.ndarray:
+    """Indices of up to `limit` flagged items: the smallest adjusted Q1 p first, then |log MNSQ|."""
+    idx = np.flatnonzero(quality.is_flagged)
     with np.errstate(divide="ignore", invalid="ignore"):
-        severity = np.maximum(np.abs(np.log(infit[idx])), np.abs(np.log(outfit[idx])))
-    severity = np.nan_to_num(severity, nan=np.inf)
-    return idx[np.argsort(-severity, kind="stable")][:limit]
+        severity = np.maximum(np.abs(np.log(quality.infit_mnsq[idx])), np.abs(np.log(quality.outfit_mnsq[idx])))
+    p = np.nan_to_num(quality.grouped.p_adjusted[idx], nan=1.0)
+    return idx[np.lexsort((-np.nan_to_num(severity, nan=0.0), p))][:limit]
 
 
-def flagged_icc_plot(
-    matrix: sp.spmatrix,
-    result: CalibrationResult,
-    item_ids: Sequence[str],
-    infit: np.ndarray,
-    outfit: np.ndarray,
-    flagged: np.ndarray,
-    theta: np.ndarray | None = None,
-) -> str | None:
-    """Model ICC and observed proportion correct by ability group, per flagged item (None if none)."""
-    columns = most_extreme(np.asarray(infit), np.asarray(outfit), flagged, MAX_ICC_ITEMS)
+def empirical_icc_plot(result: CalibrationResult, item_ids: Sequence[str], quality: ItemQuality) -> str | None:
+    """Empirical item characteristic curves of the most severe flagged items (None if none),
+    like R mirt's itemfit(empirical.plot =): the fitted 3PL curve (line) against the observed
+    proportion correct in each ability group of the Q1 test (dots at the group's mean cavity
+    ability, 95% Wilson intervals), with the model's expected proportion in the group (circles)."""
+    columns = most_severe(quality, MAX_ICC_ITEMS)
     if columns.size == 0:
         return None
-    csc = sp.csc_matrix(matrix)
-    theta = ability_estimates(matrix, result) if theta is None else np.asarray(theta)
-    grid = np.linspace(-4, 4, 161)
+    grouped = quality.grouped
+    lo, hi = float(result.nodes[0]), float(result.nodes[-1])
+    span = np.nanpercentile(grouped.group_theta[columns], [0, 100]) if np.isfinite(grouped.group_theta[columns]).any() else (lo, hi)
+    grid = np.linspace(max(lo, span[0] - 1.0), min(hi, span[1] + 1.0), 161)
     n_cols = min(3, columns.size)
     n_rows = int(np.ceil(columns.size / n_cols))
-    fig = Figure(figsize=(2.6 * n_cols, 2.2 * n_rows + 0.3))
+    fig = Figure(figsize=(2.6 * n_cols, 2.3 * n_rows + 0.3))
     axes = np.atleast_1d(fig.subplots(n_rows, n_cols, sharex=True, sharey=True)).ravel()
     for ax, j in zip(axes, columns):
         a, b, c = float(result.a[j]), float(result.b[j]), float(result.c[j])
         ax.plot(grid, c + (1 - c) / (1 + np.exp(-a * (grid - b))), color=ITEM_COLOR, linewidth=1.5)
-        rows = csc.indices[csc.indptr[j]:csc.indptr[j + 1]]
-        correct = csc.data[csc.indptr[j]:csc.indptr[j + 1]] > 0
-        if rows.size:
-            t = theta[rows]
-            edges = np.unique(np.quantile(t, np.linspace(0, 1, ABILITY_GROUPS + 1)))
-            group = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, max(edges.size - 2, 0))
-            for g in np.unique(group):
-                in_g = group == g
-                ax.scatter(t[in_g].mean(), correct[in_g].mean(), s=12 + 40 * in_g.sum() / rows.size,
-                           color=FLAG_COLOR, zorder=3)
-        ax.set_title(f"{short_id(item_ids[j])}  in {infit[j]:.2f} / out {outfit[j]:.2f}", fontsize="small")
+        used = grouped.group_n[j] > 0
+        n, t = grouped.group_n[j][used], grouped.group_theta[j][used]
+        observed = grouped.group_observed[j][used]
+        low, high = wilson_interval(observed, n)
+        ax.errorbar(t, observed / n, yerr=[observed / n - low, high - observed / n], fmt="o", ms=3,
+                    color=FLAG_COLOR, elinewidth=0.8, capsize=1.5, zorder=3)
+        ax.scatter(t, grouped.group_expected[j][used] / n, s=14, facecolors="none", edgecolors=ITEM_COLOR,
+                   zorder=4)
+        reasons = ", ".join(quality.reasons[j]).replace("_", " ")
+        ax.set_title(f"{short_id(item_ids[j])}: {reasons}", fontsize="x-small")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     for ax in axes[columns.size:]:
         ax.set_visible(False)
-    fig.supxlabel("ability (theta)", fontsize="small")
+    fig.supxlabel("ability (theta, bank scale)", fontsize="small")
     fig.supylabel("P(correct)", fontsize="small")
-    fig.suptitle("Flagged items: 3PL curve (line) and observed proportion by ability group (dots)",
-                 fontsize="small")
+    fig.suptitle("Flagged items: 3PL curve, observed proportion by ability group (95% CI), "
+                 "model expectation (circles)", fontsize="x-small")
     fig.tight_layout()
-    return image_markdown(fig, "ICCs of flagged items")
+    return image_markdown(fig, "empirical ICCs of flagged items")
 
 
 def anchor_drift_plot(

@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from irt_pipeline.defs.values import FIT_LOWER, FIT_UPPER, SkippedItem
+from irt_pipeline.defs.values import SkippedItem
 from irt_pipeline.engine.linking import DRIFT_FLOOR, DRIFT_Z
 
 MAX_LISTED = 200  # ids listed in one metadata entry; the event log stores every entry
@@ -58,27 +58,35 @@ FLAGGED_TABLE_ROWS = 25  # rows of the flagged-items table (the most extreme fir
 
 
 def flagged_items_markdown(table: pd.DataFrame, limit: int = FLAGGED_TABLE_ROWS) -> str:
-    """| item_id | a | b | c | infit | outfit | responses | of the flagged rows of a parameter
-    table, the largest |log MNSQ| first; a sentence when nothing is flagged."""
+    """| item_id | reasons | a | b | c | infit | outfit | item-rest | Q1 p (BH) | responses | of the
+    flagged rows of a parameter table, the most severe first (smallest Q1 p, then the largest
+    |log MNSQ|); a sentence when nothing is flagged."""
     flagged = table.loc[table["is_flagged"]]
     if flagged.empty:
-        return f"No item flagged: every infit and outfit MNSQ lies within {FIT_LOWER}-{FIT_UPPER}."
-    with np.errstate(divide="ignore", invalid="ignore"):
-        severity = np.maximum(np.abs(np.log(flagged["infit_mnsq"].to_numpy(dtype=float))),
-                              np.abs(np.log(flagged["outfit_mnsq"].to_numpy(dtype=float))))
-    order = np.argsort(-np.nan_to_num(severity, nan=np.inf), kind="stable")
+        return "No item flagged (every statistic within the run's limits; README, \"Item quality\")."
+    order = flagging_order(flagged)
     lines = [
-        "| item_id | a | b | c | infit MNSQ | outfit MNSQ | responses |",
-        "|---|---|---|---|---|---|---|",
+        "| item_id | reasons | a | b | c | infit MNSQ | outfit MNSQ | item-rest r | Q1 p (BH) | responses |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in flagged.iloc[order[:limit]].itertuples(index=False):
         lines.append(
-            f"| {row.item_id} | {_fmt(row.a)} | {_fmt(row.b)} | {_fmt(row.c)} | "
-            f"{_fmt(row.infit_mnsq)} | {_fmt(row.outfit_mnsq)} | {int(row.response_count)} |"
+            f"| {row.item_id} | {', '.join(row.flag_reasons)} | {_fmt(row.a)} | {_fmt(row.b)} | {_fmt(row.c)} | "
+            f"{_fmt(row.infit_mnsq)} | {_fmt(row.outfit_mnsq)} | {_fmt(row.item_rest_corr)} | "
+            f"{_fmt(row.q1_p_adjusted)} | {int(row.response_count)} |"
         )
     if len(flagged) > limit:
         lines.append(f"\n{len(flagged) - limit} more flagged item(s) not shown (see flagged_items).")
     return "\n".join(lines)
+
+
+def flagging_order(flagged: pd.DataFrame) -> np.ndarray:
+    """Positions of the rows, most severe first: smallest adjusted Q1 p, then largest |log MNSQ|."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        severity = np.maximum(np.abs(np.log(flagged["infit_mnsq"].to_numpy(dtype=float))),
+                              np.abs(np.log(flagged["outfit_mnsq"].to_numpy(dtype=float))))
+    p = np.nan_to_num(flagged["q1_p_adjusted"].to_numpy(dtype=float), nan=1.0)
+    return np.lexsort((-np.nan_to_num(severity, nan=0.0), p))
 
 
 def drifted_items_markdown(item_ids, bank_b, linked_b, b_drift, displacement, drifted,

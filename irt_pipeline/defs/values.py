@@ -23,6 +23,7 @@ from irt_pipeline.defs.config import LINKING_NONE, CalibrationSettings
 from irt_pipeline.engine import BRIEF_BOUNDS, CalibrationResult
 from irt_pipeline.engine.abilities import Abilities
 from irt_pipeline.engine.linking import ItemSet, Link, link_to_bank, transform_result
+from irt_pipeline.engine.quality import ItemQuality
 from irt_pipeline.models import IrtSkippedItem
 from irt_pipeline.storage.runs import ScaleRecord
 from irt_pipeline.storage.scale import BankScale
@@ -36,11 +37,13 @@ REASON_NOT_IN_BANK = "not_in_bank"                        # an item_ids entry th
 FIT_LOWER = 0.7
 FIT_UPPER = 1.3
 
-# Columns of the parameter table written to irt_item_parameters (brief section 3 / 4).
+# Columns of the parameter table written to irt_item_parameters (brief section 3 / 4, then
+# the bank scale of issue 9 and the diagnostics of issue 10).
 PARAMETER_COLUMNS = (
     "item_id", "a", "b", "c", "a_se", "b_se", "c_se",
     "infit_mnsq", "outfit_mnsq", "is_flagged", "response_count",
     "is_anchor", "is_drifted", "b_drift",
+    "flag_reasons", "item_status", "item_rest_corr", "q1_statistic", "q1_df", "q1_p_value", "q1_p_adjusted",
 )
 
 # ScaleLinking.method values (irt_calibration_runs.linking_method).
@@ -335,15 +338,15 @@ def skipped_reason_counts(skipped: Sequence[SkippedItem]) -> dict[str, int]:
 def parameter_table(
     item_ids: Sequence[str],
     result: CalibrationResult,
-    infit_mnsq: np.ndarray,
-    outfit_mnsq: np.ndarray,
-    is_flagged: np.ndarray,
+    quality: ItemQuality,
     response_counts: np.ndarray,
     linking: ScaleLinking | None = None,
 ) -> pd.DataFrame:
     """One row per calibrated item, in the column order of irt_item_parameters (the link
-    columns from `linking`; without one: no anchors, no drift)."""
+    columns from `linking`; without one: no anchors, no drift). NaN standard errors are
+    written as NULL (at a bound, or singular information)."""
     n = len(item_ids)
+    grouped = quality.grouped
     table = pd.DataFrame(
         {
             "item_id": pd.Series(list(item_ids), dtype=object),
@@ -353,13 +356,20 @@ def parameter_table(
             "a_se": np.asarray(result.a_se, dtype=float),
             "b_se": np.asarray(result.b_se, dtype=float),
             "c_se": np.asarray(result.c_se, dtype=float),
-            "infit_mnsq": np.asarray(infit_mnsq, dtype=float),
-            "outfit_mnsq": np.asarray(outfit_mnsq, dtype=float),
-            "is_flagged": np.asarray(is_flagged, dtype=bool),
+            "infit_mnsq": np.asarray(quality.infit_mnsq, dtype=float),
+            "outfit_mnsq": np.asarray(quality.outfit_mnsq, dtype=float),
+            "is_flagged": quality.is_flagged,
             "response_count": np.asarray(response_counts, dtype=np.int64),
             "is_anchor": linking.is_anchor if linking is not None else np.zeros(n, bool),
             "is_drifted": linking.is_drifted if linking is not None else np.zeros(n, bool),
             "b_drift": linking.b_drift if linking is not None else np.full(n, np.nan),
+            "flag_reasons": pd.Series([list(r) for r in quality.reasons], dtype=object),
+            "item_status": pd.Series([str(s) for s in result.item_status], dtype=object),
+            "item_rest_corr": np.asarray(quality.item_rest, dtype=float),
+            "q1_statistic": grouped.statistic,
+            "q1_df": grouped.df,
+            "q1_p_value": grouped.p_value,
+            "q1_p_adjusted": grouped.p_adjusted,
         }
     )
     return table[list(PARAMETER_COLUMNS)]

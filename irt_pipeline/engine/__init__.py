@@ -7,7 +7,7 @@
 """
 
 from irt_pipeline.engine.em import calibrate_3pl
-from irt_pipeline.engine.fit import FLAG_LOWER, FLAG_UPPER, flag_misfit, item_fit
+from irt_pipeline.engine.fit import FLAG_LOWER, FLAG_UPPER, ItemFit, flag_misfit, item_fit
 from irt_pipeline.engine.mstep import BRIEF_BOUNDS, Bounds
 from irt_pipeline.engine.priors import DEFAULT_PRIORS, Priors
 from irt_pipeline.engine.result import (
@@ -18,7 +18,6 @@ from irt_pipeline.engine.result import (
     STATUS_OK,
     STATUS_SINGULAR,
     CalibrationResult,
-    ItemFit,
 )
 from irt_pipeline.engine.standard_errors import FULL_INFORMATION_MAX_ITEMS, SE_METHODS
 

@@ -41,7 +41,7 @@ from irt_pipeline.storage._ids import parse_uuid, uuid_or_none
 from irt_pipeline.storage._tx import committed_transaction
 from irt_pipeline.storage.abilities import write_abilities
 from irt_pipeline.storage.scale import current_scale_run
-from irt_pipeline.storage.parameter_frame import WRITTEN_COLUMNS, validated_rows
+from irt_pipeline.storage.parameter_frame import WRITTEN_COLUMNS, WRITTEN_TYPES, validated_rows
 
 _ONE_RUNNING_PER_BANK = "idx_irt_runs_one_running_per_bank"
 
@@ -444,7 +444,7 @@ def _copy_parameters(conn: psycopg.Connection, run: uuid.UUID, rows: list[tuple]
         sql.SQL(", ").join(map(sql.Identifier, ("calibration_run_id", *WRITTEN_COLUMNS)))
     )
     with conn.cursor() as cur, cur.copy(query) as copy:
-        copy.set_types(["uuid", "uuid", *["float8"] * 8, "bool", "int4", "bool", "bool", "float8"])
+        copy.set_types(["uuid", *WRITTEN_TYPES])
         for row in rows:
             copy.write_row((run, *row))
 

@@ -1,6 +1,6 @@
 """packages/types/src/student/irt.types.ts: generated from the models, fresh, and the brief's
 interfaces field for field (the brief's section 3, copied below verbatim), followed only by the
-additions of issue 9 listed in EXTENSIONS."""
+additions of issues 9 and 10 listed in EXTENSIONS (and the nullable SEs of issue 10)."""
 
 from __future__ import annotations
 
@@ -107,15 +107,25 @@ EXTENSIONS = {
         (True, "data_read_at", False, "string | null"),
     ],
 }
-# IrtItemParameters stays exactly the brief's: the brief's JSON examples (section 5) must keep
-# type-checking as IrtItemParameters, so the drift columns of migration 0005 are not in it.
+EXTENSIONS["IrtItemParameters"] = [  # issue 10: the item diagnostics (migration 0008)
+    (True, "flag_reasons", False, '("infit" | "outfit" | "possible_miskey" | "low_discrimination" | '
+                                  '"model_misfit" | "at_bound" | "se_unavailable")[]'),
+    (True, "item_status", False, '"ok" | "heywood" | "singular_information"'),
+    *[(True, name, False, "number | null")
+      for name in ("item_rest_corr", "q1_statistic", "q1_df", "q1_p_value", "q1_p_adjusted")],
+]
+# Issue 10: a parameter at its bound (or an item with singular information) has no standard
+# error, so the brief's a_se, b_se and c_se become nullable; nothing else of the brief changes.
+NULLABLE = {("IrtItemParameters", name) for name in ("a_se", "b_se", "c_se")}
 
 
 def test_generated_types_match_the_brief_field_for_field():
     brief, generated = interfaces(BRIEF_TYPES), interfaces(GENERATED.read_text())
     assert len(brief) == 6
     for name, fields in brief.items():
-        assert generated[name] == fields + EXTENSIONS.get(name, []), name
+        expected = [(ro, field, opt, f"{kind} | null" if (name, field) in NULLABLE else kind)
+                    for ro, field, opt, kind in fields]
+        assert generated[name] == expected + EXTENSIONS.get(name, []), name
 
 
 def test_student_ability_interface():

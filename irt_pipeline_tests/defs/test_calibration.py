@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from irt_pipeline import storage
@@ -30,6 +31,11 @@ from irt_pipeline_tests.brief_fixtures import (
     VALID_CALIBRATION_REQUEST,
     item_uuid,
 )
+
+# Issue 10: the SE method and the flag thresholds are kept in every run's config snapshot.
+DEFAULT_QUALITY_CONFIG = {"se_method": "block", "flags": {
+    "mnsq_lower": 0.7, "mnsq_upper": 1.3, "miskey_item_rest": -0.05, "low_discrimination_item_rest": 0.1,
+    "misfit_fdr": 0.01}}
 
 pytestmark = pytest.mark.db
 
@@ -70,7 +76,9 @@ def test_returns_calibrated_parameters_for_eligible_items(shared):
     assert set(stats.table["item_id"]) == bank.eligible_ids
     for row in stats.table.itertuples():
         assert 0.2 <= row.a <= 3.0 and 0.0 <= row.c <= 0.35 and math.isfinite(row.b)
-        assert row.a_se > 0 and row.b_se > 0 and row.c_se > 0
+        at_bound = "at_bound" in row.flag_reasons
+        ses = np.array([row.a_se, row.b_se, row.c_se])
+        assert (ses[np.isfinite(ses)] > 0).all() and (np.isnan(ses).any() == at_bound)  # NULL only at a bound
         assert row.response_count == bank.n_students
 
 
@@ -108,7 +116,8 @@ def test_flags_items_with_mnsq_outside_range(shared):
     assert by_item[item_uuid(bank.misfit)]["is_flagged"] is True
     for r in rows:
         outside = not (0.7 <= r["infit_mnsq"] <= 1.3 and 0.7 <= r["outfit_mnsq"] <= 1.3)
-        assert r["is_flagged"] is outside
+        assert r["is_flagged"] is bool(r["flag_reasons"])
+        assert outside == bool({"infit", "outfit"} & set(r["flag_reasons"]))
     (run,) = runs(database_url, bank.name)
     assert run["items_flagged"] == sum(r["is_flagged"] for r in rows) >= 1
 
@@ -121,8 +130,12 @@ def test_stores_parameters_in_irt_item_parameters(shared):
     table = stats.table.set_index("item_id")
     for r in rows:
         expected = table.loc[str(r["item_id"])]
-        for col in ("a", "b", "c", "a_se", "b_se", "c_se", "infit_mnsq", "outfit_mnsq"):
-            assert r[col] == pytest.approx(float(expected[col]))
+        for col in ("a", "b", "c", "a_se", "b_se", "c_se", "infit_mnsq", "outfit_mnsq", "item_rest_corr", "q1_p_value"):
+            if math.isnan(float(expected[col])):
+                assert r[col] is None, col  # NULL: e.g. no SE at a bound
+            else:
+                assert r[col] == pytest.approx(float(expected[col]))
+        assert r["flag_reasons"] == list(expected["flag_reasons"])
         assert r["response_count"] == int(expected["response_count"])
         assert r["calibrated_at"] is not None
 
@@ -136,7 +149,8 @@ def test_stores_calibration_run_in_irt_calibration_runs(shared):
     assert run["convergence_achieved"] is True
     assert 1 <= run["iterations_used"] <= 100
     assert run["elapsed_seconds"] > 0
-    assert run["config"] == {**VALID_CALIBRATION_REQUEST, "model": "3pl", "linking": "stocking_lord"}
+    assert run["config"] == {**VALID_CALIBRATION_REQUEST, "model": "3pl", "linking": "stocking_lord",
+                             **DEFAULT_QUALITY_CONFIG}
 
 
 @pytest.mark.parametrize(
@@ -183,7 +197,8 @@ def test_uses_default_config_when_none_given(database_url, instance, calibration
     assert result.success, failure_text(result)
     (run,) = runs(database_url, bank.name)
     assert run["config"] == {"min_responses": 100, "max_iterations": 100, "convergence_threshold": 0.001,
-                             "model": "3pl", "linking": "stocking_lord"}
+                             "model": "3pl", "linking": "stocking_lord",
+                             **DEFAULT_QUALITY_CONFIG}
     assert run["status"] == "completed"
 
 

@@ -11,7 +11,7 @@ import dagster as dg
 
 from irt_pipeline.defs.checks import (
     CHECK_EM_CONVERGED,
-    CHECK_ITEM_FIT_WITHIN_RANGE,
+    CHECK_ITEM_QUALITY,
     CHECK_PARAMETERS_WITHIN_BOUNDS,
     CHECK_ANCHORS_STABLE,
 )
@@ -44,7 +44,7 @@ def test_calibration_job_covers_the_chain_and_its_checks():
         "supabase_writes": {"fit_statistics", "student_abilities"},
     }
     check_names = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
-    assert check_names == {CHECK_PARAMETERS_WITHIN_BOUNDS, CHECK_ITEM_FIT_WITHIN_RANGE, CHECK_EM_CONVERGED,
+    assert check_names == {CHECK_PARAMETERS_WITHIN_BOUNDS, CHECK_ITEM_QUALITY, CHECK_EM_CONVERGED,
                            CHECK_ANCHORS_STABLE}
 
 

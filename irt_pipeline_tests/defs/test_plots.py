@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 
 import numpy as np
@@ -14,6 +15,7 @@ from irt_pipeline.defs import assets as assets_module
 from irt_pipeline.defs import plots
 from irt_pipeline.defs.reporting import flagged_items_markdown
 from irt_pipeline.engine import calibrate_3pl, item_fit
+from irt_pipeline.engine.quality import assess_items
 from irt_pipeline_tests.brief_fixtures import item_uuid
 from irt_pipeline_tests.defs.conftest import failure_text, load_standard_bank, run_job
 
@@ -55,33 +57,44 @@ def test_scatter_marks_flagged_items(calibrated):
     assert png_of(plots.parameter_scatter(result.a, result.b)).startswith(PNG_MAGIC)  # nothing flagged
 
 
-def test_icc_plot_draws_the_flagged_items_only(calibrated):
+def test_empirical_icc_plot_draws_the_flagged_items_only(calibrated):
     matrix, result, fit, flagged = calibrated
     ids = [f"item-{j}" for j in range(matrix.shape[1])]
-    markdown = plots.flagged_icc_plot(matrix, result, ids, fit.infit_mnsq, fit.outfit_mnsq, flagged)
-    data = png_of(markdown)
+    quality = assess_items(matrix, fit)
+    assert quality.is_flagged[-1]
+    data = png_of(plots.empirical_icc_plot(result, ids, quality))
     assert data.startswith(PNG_MAGIC) and len(data) < MAX_PNG_BYTES
-    none = np.zeros_like(flagged)
-    assert plots.flagged_icc_plot(matrix, result, ids, fit.infit_mnsq, fit.outfit_mnsq, none) is None
+    quiet = dataclasses.replace(quality, reasons=tuple(() for _ in quality.reasons))
+    assert plots.empirical_icc_plot(result, ids, quiet) is None
 
 
-def test_most_extreme_orders_by_mean_square():
-    infit = np.array([1.0, 0.6, 1.5, 0.9])
-    outfit = np.array([1.0, 0.65, 1.1, 0.3])
-    flagged = np.array([False, True, True, True])
-    assert plots.most_extreme(infit, outfit, flagged, limit=2).tolist() == [3, 1]
+def test_most_severe_orders_by_q1_then_mean_square(calibrated):
+    matrix, _, fit, _ = calibrated
+    quality = assess_items(matrix, fit)
+    flagged = np.flatnonzero(quality.is_flagged)
+    order = plots.most_severe(quality, limit=len(flagged))
+    assert sorted(order.tolist()) == flagged.tolist()
+    p = np.nan_to_num(quality.grouped.p_adjusted[order], nan=1.0)
+    assert (np.diff(p) >= 0).all()
+
+
+def test_wilson_interval_contains_the_proportion_and_stays_in_0_1():
+    low, high = plots.wilson_interval(np.array([0.0, 5.0, 20.0]), np.array([20.0, 20.0, 20.0]))
+    assert (low >= 0).all() and (high <= 1).all() and low[0] == 0 and high[2] == pytest.approx(1.0)
+    assert low[1] < 0.25 < high[1]
 
 
 def test_flagged_items_table():
     table = pd.DataFrame({
         "item_id": ["i1", "i2", "i3"], "a": [1.0, 3.0, 0.5], "b": [0.0, 1.0, -1.0], "c": [0.1, 0.0, 0.2],
         "infit_mnsq": [1.0, 0.5, 1.4], "outfit_mnsq": [1.0, 0.2, 1.2], "is_flagged": [False, True, True],
-        "response_count": [200, 300, 400],
+        "response_count": [200, 300, 400], "flag_reasons": [[], ["outfit", "at_bound"], ["infit", "model_misfit"]],
+        "item_rest_corr": [0.3, 0.6, 0.1], "q1_p_adjusted": [0.9, 0.02, 1e-5],
     })
     lines = flagged_items_markdown(table).splitlines()
-    assert lines[0].startswith("| item_id | a | b | c | infit MNSQ | outfit MNSQ | responses |")
-    assert [line.split("|")[1].strip() for line in lines[2:]] == ["i2", "i3"]  # |log 0.2| first
-    assert "| i2 | 3.000 | 1.000 | 0.000 | 0.500 | 0.200 | 300 |" in lines
+    assert lines[0].startswith("| item_id | reasons | a | b | c | infit MNSQ | outfit MNSQ | item-rest r | Q1 p (BH) |")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["i3", "i2"]  # the smallest Q1 p first
+    assert "| i2 | outfit, at_bound | 3.000 | 1.000 | 0.000 | 0.500 | 0.200 | 0.600 | 0.020 | 300 |" in lines
     assert "1 more flagged item(s) not shown" in flagged_items_markdown(table, limit=1)
     assert flagged_items_markdown(table.assign(is_flagged=False)).startswith("No item flagged")
 
@@ -99,7 +112,7 @@ def test_the_asset_pages_carry_the_pictures_and_the_table(database_url, instance
     params = _metadata(result, "item_parameters")
     assert png_of(params["convergence_plot"].value).startswith(PNG_MAGIC)
     fit = _metadata(result, "fit_statistics")
-    for key in ("a_vs_b_plot", "flagged_icc_plot"):
+    for key in ("a_vs_b_plot", "empirical_icc_plot"):
         assert png_of(fit[key].value).startswith(PNG_MAGIC)
     assert item_uuid(bank.misfit) in fit["flagged_items_table"].value
 
@@ -114,7 +127,7 @@ def test_a_picture_that_fails_is_left_out_and_the_run_succeeds(database_url, ins
     result = run_job(calibration_job, instance, database_url, bank.name)
     assert result.success, failure_text(result)
     fit = _metadata(result, "fit_statistics")
-    assert "a_vs_b_plot" not in fit and "flagged_icc_plot" in fit
+    assert "a_vs_b_plot" not in fit and "empirical_icc_plot" in fit
     warnings = [e.message for e in instance.all_logs(result.run_id) if "not drawn" in (e.user_message or "")]
     assert warnings, "the failed picture is logged"
 

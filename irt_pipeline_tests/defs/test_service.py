@@ -10,7 +10,7 @@ import pytest
 
 from irt_pipeline.defs import assets as assets_module
 from irt_pipeline.defs.assets import ASSETS, response_matrix
-from irt_pipeline.defs.checks import CHECK_ITEM_FIT_WITHIN_RANGE
+from irt_pipeline.defs.checks import CHECK_ITEM_QUALITY
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.values import ResponseMatrix
 from irt_pipeline_tests.defs.conftest import (
@@ -92,13 +92,14 @@ def test_flags_misfit_items_and_the_warn_check_lists_them(database_url, instance
     bank = load_standard_bank(database_url)
     result = run_job(calibration_job, instance, database_url, bank.name)
     assert result.success, failure_text(result)  # a failing WARN check never fails the run
-    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_ITEM_FIT_WITHIN_RANGE]
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_ITEM_QUALITY]
     assert evaluation.passed is False
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     flagged = {str(r["item_id"]) for r in parameter_rows(database_url) if r["is_flagged"]}
     assert item_uuid(bank.misfit) in flagged
-    assert set(evaluation.metadata["misfit_items"].value) == flagged
-    assert evaluation.metadata["misfit_count"].value == len(flagged)
+    listed = {i for ids in evaluation.metadata["items_by_reason"].value.values() for i in ids}
+    assert listed == flagged
+    assert evaluation.metadata["flagged_count"].value == len(flagged)
     assert "supabase_writes" in materialized_keys(result)
 
 
@@ -181,7 +182,7 @@ def test_two_banks_on_one_instance_are_calibrated_independently(database_url, in
     assert [r["status"] for r in runs(database_url, bank_a.name)] == ["completed", "completed"]
     for result in (first, second, again):
         evaluations = result.get_asset_check_evaluations()
-        assert len(evaluations) == 4  # em_converged, anchors_stable, parameters_within_bounds, item_fit
+        assert len(evaluations) == 4  # em_converged, anchors_stable, parameters_within_bounds, item_quality
 
 
 def test_brief_1000_items_by_500_students(database_url, instance, calibration_job):

@@ -112,7 +112,7 @@ def test_materialize_the_demo_bank_from_the_asset_graph(dev_server: DevServer, p
 
     page.goto(f"{dev_server.url}/assets/fit_statistics?view=checks")
     # the WARN check, failed: misfitting items were found (the blocking check passed)
-    expect(check_entry(page, "item_fit_within_range")).to_contain_text("Failed")
+    expect(check_entry(page, "item_quality")).to_contain_text("Failed")
     expect(check_entry(page, "parameters_within_bounds")).to_contain_text("Succeeded")
     expect(page.locator("tr", has_text="misfit_count").first).to_contain_text(str(flagged))
     shot(page, artifacts, "04-misfit-check")

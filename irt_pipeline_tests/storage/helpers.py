@@ -51,6 +51,8 @@ def parameter_frame(item_ids: Sequence[str], a: float = 1.2, **overrides) -> pd.
     })
     for name, value in overrides.items():
         frame[name] = value
+    if "flag_reasons" not in overrides:  # a flagged row needs a reason (migration 0008)
+        frame["flag_reasons"] = [["outfit"] if flagged else [] for flagged in frame["is_flagged"]]
     return frame
 
 

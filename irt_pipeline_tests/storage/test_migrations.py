@@ -22,7 +22,7 @@ pytestmark = pytest.mark.db
 
 MIGRATIONS = ["0001_supabase_compat.sql", "0002_upstream_tables.sql", "0003_irt_calibration.sql",
               "0004_run_leases_and_api_roles.sql", "0005_bank_scale.sql", "0006_run_data_watermark.sql",
-              "0007_upstream_table_safety.sql"]
+              "0007_upstream_table_safety.sql", "0008_item_diagnostics.sql"]
 
 
 def test_migration_files_are_ordered_sql():
@@ -35,7 +35,7 @@ def test_second_apply_applies_nothing(conn):
 
 
 def test_the_files_since_0004_apply_again_without_change(conn):
-    """0005-0007 are idempotent themselves (IF NOT EXISTS, guarded policies, CREATE OR REPLACE),
+    """0005-0008 are idempotent themselves (IF NOT EXISTS, guarded policies, CREATE OR REPLACE),
     so a half-applied or hand-applied database (Supabase's SQL editor) can run them again."""
     def schema():
         return conn.execute(
@@ -150,8 +150,9 @@ BRIEF_PARAMETER_COLUMNS = {
     "id": ("uuid", "NO", "gen_random_uuid()"),
     "item_id": ("uuid", "NO", None),
     "calibration_run_id": ("uuid", "NO", None),
-    **{name: ("double precision", "NO", None)
-       for name in ("a", "b", "c", "a_se", "b_se", "c_se", "infit_mnsq", "outfit_mnsq")},
+    **{name: ("double precision", "NO", None) for name in ("a", "b", "c", "infit_mnsq", "outfit_mnsq")},
+    # 0008: NULL where a parameter is at its bound or the information is singular
+    **{name: ("double precision", "YES", None) for name in ("a_se", "b_se", "c_se")},
     "is_flagged": ("boolean", "NO", "false"),
     "response_count": ("integer", "NO", None),
     "calibrated_at": ("timestamp with time zone", "NO", "now()"),
@@ -160,6 +161,11 @@ BRIEF_PARAMETER_COLUMNS = {
     "is_anchor": ("boolean", "NO", "false"),
     "is_drifted": ("boolean", "NO", "false"),
     "b_drift": ("double precision", "YES", None),
+    # 0008: item diagnostics
+    "flag_reasons": ("ARRAY", "NO", "'{}'::text[]"),
+    "item_status": ("text", "NO", "'ok'::text"),
+    **{name: ("double precision", "YES", None)
+       for name in ("item_rest_corr", "q1_statistic", "q1_df", "q1_p_value", "q1_p_adjusted")},
 }
 
 
@@ -290,3 +296,36 @@ def test_databases_migrating_at_once_on_a_fresh_server_share_the_roles():
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_0008_gives_old_flagged_rows_their_reasons_and_keeps_flags_and_reasons_in_step(empty_database_url, monkeypatch):
+    """Rows published before 0008 were flagged for their mean squares only: the migration names
+    which; afterwards the database refuses a flag without a reason, a reason without the flag,
+    and an unknown reason."""
+    import irt_pipeline.storage.migrate as migrate
+
+    before_0008 = [(name, text) for name, text in migration_files() if name < "0008"]
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        monkeypatch.setattr(migrate, "migration_files", lambda: before_0008)
+        migrate.apply_migrations(conn)
+        monkeypatch.undo()
+        item = conn.execute("INSERT INTO items (id, item_bank) VALUES (gen_random_uuid(), 'b') RETURNING id").fetchone()[0]
+        run = conn.execute("INSERT INTO irt_calibration_runs (item_bank, config) VALUES ('b', '{}') RETURNING id").fetchone()[0]
+        insert = ("INSERT INTO irt_item_parameters (item_id, calibration_run_id, a, b, c, a_se, b_se, c_se,"
+                  " infit_mnsq, outfit_mnsq, is_flagged, response_count) VALUES (%s, %s, 1, 0, 0.2, 0.1, 0.1, 0.05,"
+                  " %s, %s, %s, 100)")
+        conn.execute(insert, (item, run, 0.65, 1.4, True))
+        assert migrate.apply_migrations(conn) == ["0008_item_diagnostics.sql"]
+        assert conn.execute("SELECT flag_reasons FROM irt_item_parameters").fetchone()[0] == ["infit", "outfit"]
+        item2 = conn.execute("INSERT INTO items (id, item_bank) VALUES (gen_random_uuid(), 'b') RETURNING id").fetchone()[0]
+        for flagged, reasons in ((True, []), (False, ["infit"]), (True, ["typo"])):
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(
+                    "INSERT INTO irt_item_parameters (item_id, calibration_run_id, a, b, c, infit_mnsq, outfit_mnsq,"
+                    " is_flagged, flag_reasons, response_count) VALUES (%s, %s, 1, 0, 0.2, 1, 1, %s, %s, 100)",
+                    (item2, run, flagged, reasons))
+        conn.execute(
+            "INSERT INTO irt_item_parameters (item_id, calibration_run_id, a, b, c, infit_mnsq, outfit_mnsq,"
+            " is_flagged, flag_reasons, response_count) VALUES (%s, %s, 3, 0, 0.2, 1, 1, true, %s, 100)",
+            (item2, run, ["at_bound"]))
+        assert conn.execute("SELECT a_se FROM irt_item_parameters WHERE item_id = %s", (item2,)).fetchone()[0] is None

@@ -27,7 +27,9 @@ def test_latest_parameters_has_exactly_the_brief_fields(conn):
     assert isinstance(found, IrtItemParameters)
     assert tuple(found.model_dump()) == ITEM_PARAMETER_FIELDS == (
         "item_id", "a", "b", "c", "a_se", "b_se", "c_se", "infit_mnsq", "outfit_mnsq",
-        "is_flagged", "response_count", "calibrated_at", "calibration_run_id")
+        "is_flagged", "response_count", "calibrated_at", "calibration_run_id",
+        # issue 10 (migration 0008), appended after the brief's fields
+        "flag_reasons", "item_status", "item_rest_corr", "q1_statistic", "q1_df", "q1_p_value", "q1_p_adjusted")
     assert found.item_id == items[1] and found.calibration_run_id == run_id
     assert (found.a, found.b, found.c, found.response_count, found.is_flagged) == (1.24, 0.1, 0.2, 150, False)
     assert found.model_dump(mode="json")["calibrated_at"].endswith("Z")

@@ -95,9 +95,10 @@ FROM irt_student_abilities s
 JOIN irt_calibration_runs r ON r.id = s.calibration_run_id AND r.status = 'completed'
 ORDER BY s.student_id, s.item_bank, s.estimated_at DESC, s.created_at DESC;
 
--- The latest-parameters view gains the new columns (appended: CREATE OR REPLACE VIEW may only
--- add columns at the end).
-CREATE OR REPLACE VIEW irt_item_parameters_latest WITH (security_invoker = true) AS
+-- The latest-parameters view gains the new columns. Dropped and created rather than replaced,
+-- so that this file can run again after a later migration appended columns (0008).
+DROP VIEW IF EXISTS irt_item_parameters_latest;
+CREATE VIEW irt_item_parameters_latest WITH (security_invoker = true) AS
 SELECT DISTINCT ON (p.item_id)
   p.item_id,
   p.a,

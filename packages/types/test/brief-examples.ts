@@ -20,13 +20,21 @@ const parameters: IrtItemParameters = {
   item_id: "uuid-1", a: 1.24, b: -0.56, c: 0.18, a_se: 0.12, b_se: 0.08, c_se: 0.03,
   infit_mnsq: 1.02, outfit_mnsq: 0.98, is_flagged: false, response_count: 312,
   calibrated_at: "2026-02-19T10:30:00Z", calibration_run_id: "run-uuid-1",
+  // not the brief's: the item diagnostics (issue 10)
+  flag_reasons: [], item_status: "ok", item_rest_corr: 0.41, q1_statistic: 6.2, q1_df: 7.5,
+  q1_p_value: 0.58, q1_p_adjusted: 0.97,
+};
+
+// Issue 10: c at its bound has no standard error; the item is flagged for it.
+const atBound: IrtItemParameters = {
+  ...parameters, c: 0, c_se: null, is_flagged: true, flag_reasons: ["at_bound"],
 };
 
 const calibrated: IrtEnvelope<IrtCalibrationResponse> = {
   data: {
     calibration_run_id: "run-uuid-1", items_calibrated: 847, items_skipped: 153, items_flagged: 12,
     convergence_achieved: true, iterations_used: 42, elapsed_seconds: 38.7,
-    parameters: [parameters],
+    parameters: [parameters, atBound],
     skipped_items: [{ item_id: "uuid-skip-1", reason: "insufficient_responses", response_count: 42 }],
   },
   error: null,

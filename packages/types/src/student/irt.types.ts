@@ -12,15 +12,22 @@ export interface IrtItemParameters {
   readonly a: number; // Discrimination parameter
   readonly b: number; // Difficulty parameter
   readonly c: number; // Guessing parameter
-  readonly a_se: number; // Standard error of a
-  readonly b_se: number; // Standard error of b
-  readonly c_se: number; // Standard error of c
+  readonly a_se: number | null; // Standard error of a; null if a is at its bound or unavailable
+  readonly b_se: number | null; // Standard error of b; null if unavailable
+  readonly c_se: number | null; // Standard error of c; null if c is at its bound or unavailable
   readonly infit_mnsq: number;
   readonly outfit_mnsq: number;
   readonly is_flagged: boolean;
   readonly response_count: number;
   readonly calibrated_at: string;
   readonly calibration_run_id: string;
+  readonly flag_reasons: ("infit" | "outfit" | "possible_miskey" | "low_discrimination" | "model_misfit" | "at_bound" | "se_unavailable")[]; // Why the item is flagged (empty: not flagged); README 'Item quality'
+  readonly item_status: "ok" | "heywood" | "singular_information"; // The engine's status of the item's estimates
+  readonly item_rest_corr: number | null; // Correlation of the item with each student's proportion correct on the other items
+  readonly q1_statistic: number | null; // Yen's Q1 grouped fit statistic
+  readonly q1_df: number | null; // Degrees of freedom of Q1
+  readonly q1_p_value: number | null; // p-value of Q1
+  readonly q1_p_adjusted: number | null; // Benjamini-Hochberg adjusted p-value of Q1 across the run's items
 }
 
 /**

@@ -1,0 +1,132 @@
+"""Item quality: detection and false-alarm rates of every flag, and the cost of the diagnostics.
+
+    python benchmarks/bench_quality.py [--seeds N]
+
+1. Planted banks (issue 10's shape: 100 items, 3,000 students, 45% of cells) with 4 items of
+   each bad kind (irt_pipeline_tests/engine/planted.py): the share of each kind flagged, and
+   flagged for its own reason; the false-alarm rate on the 3PL items of the same banks.
+2. Banks simulated from the model: the share of items flagged (all reasons together) on complete
+   short tests (5, 10, 30 items) and on sparse forms of the product's shape (40-140 items per
+   student), with the predictive mean squares (the flags) and the plug-in ones (R mirt's
+   itemfit) side by side; the Q1 p-values' rates below 0.05 and 0.01.
+3. Time: calibrate_3pl (EM + standard errors) against item_fit + assess_items in the same run,
+   on the brief's 1000 x 500 and on a sparse bank of 1.2M responses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from irt_pipeline.engine import calibrate_3pl, item_fit  # noqa: E402
+from irt_pipeline.engine.fit import plugin_item_fit  # noqa: E402
+from irt_pipeline.engine.quality import assess_items  # noqa: E402
+from irt_pipeline.engine.responses import prepare_responses  # noqa: E402
+from irt_pipeline_tests.engine.planted import planted_bank  # noqa: E402
+from irt_pipeline_tests.engine.simulate import brief_large_matrix, dense, sparse  # noqa: E402
+
+RIGHT_REASONS = {
+    "miskey": {"possible_miskey"},
+    "random": {"low_discrimination"},
+    "guttman": {"infit", "outfit", "at_bound"},
+    "upper": None,          # any reason
+    "nonmonotone": None,
+}
+
+
+def assess(responses):
+    result = calibrate_3pl(responses)
+    fit = item_fit(responses, result)
+    return result, fit, assess_items(responses, fit, at_bound=result.at_bound)
+
+
+def planted_study(seeds: int) -> None:
+    planted = {"miskey": 4, "random": 4, "guttman": 4, "upper": 4, "nonmonotone": 4}
+    hits = {k: [0, 0, 0] for k in planted}     # flagged, for the right reason, count
+    false_alarms = []
+    for seed in range(seeds):
+        bank = planted_bank(1000 + seed, planted=planted)
+        _, _, quality = assess(bank.responses)
+        for j, kind in enumerate(bank.kinds):
+            if kind == "ok":
+                false_alarms.append(bool(quality.reasons[j]))
+                continue
+            reasons = set(quality.reasons[j])
+            right = RIGHT_REASONS[kind]
+            hits[kind][0] += bool(reasons)
+            hits[kind][1] += bool(reasons & right) if right else bool(reasons)
+            hits[kind][2] += 1
+    print(f"\n1. Planted banks ({seeds} seeds; 100 items, 3,000 students, 45% of cells)\n")
+    print("| item kind | flagged | for the right reason |")
+    print("|---|---|---|")
+    for kind, (flagged, right, n) in hits.items():
+        reason = "/".join(sorted(RIGHT_REASONS[kind])) if RIGHT_REASONS[kind] else "any"
+        print(f"| {kind} (n = {n}) | {flagged / n:.0%} | {right / n:.0%} ({reason}) |")
+    print(f"| 3PL items (n = {len(false_alarms)}) | {np.mean(false_alarms):.1%} (false alarms) | |")
+
+
+def shape_study(seeds: int) -> None:
+    def params(rng, n):
+        return np.clip(rng.lognormal(0, 0.3, n), 0.5, 2.5), rng.normal(0, 1, n), rng.uniform(0.05, 0.25, n)
+
+    shapes = [
+        ("complete, 5 items x 1,000 students", lambda rng, s: dense(*params(rng, 5), 1000, seed=s).responses, 4 * seeds),
+        ("complete, 10 items x 1,000", lambda rng, s: dense(*params(rng, 10), 1000, seed=s).responses, 2 * seeds),
+        ("complete, 30 items x 1,000", lambda rng, s: dense(*params(rng, 30), 1000, seed=s).responses, seeds),
+        ("sparse, 200 items, 40 per student, 5,000", lambda rng, s: sparse(*params(rng, 200), 5000, 40, seed=s).responses, seeds),
+        ("sparse, 300 items, 140 per student, 4,000", lambda rng, s: sparse(*params(rng, 300), 4000, 140, seed=s).responses, seeds),
+    ]
+    print("\n2. Banks simulated from the model: share of items flagged\n")
+    print("| bank | items | flagged (all reasons) | MNSQ flags: predictive | MNSQ flags: plug-in (R mirt) | Q1 p < 0.05 | Q1 p < 0.01 |")
+    print("|---|---|---|---|---|---|---|")
+    for label, make, n in shapes:
+        flagged, predictive, plugin, p = [], [], [], []
+        for s in range(n):
+            responses = make(np.random.default_rng(2000 + s), s)
+            result, fit, quality = assess(responses)
+            flagged += list(quality.is_flagged)
+            predictive += list(fit.flagged())
+            plugin += list(plugin_item_fit(responses, result).flagged())
+            p += list(quality.grouped.p_value)
+        p = np.array(p)
+        print(f"| {label} | {len(flagged)} | {np.mean(flagged):.1%} | {np.mean(predictive):.1%} | "
+              f"{np.mean(plugin):.1%} | {np.nanmean(p < 0.05):.1%} | {np.nanmean(p < 0.01):.1%} |")
+
+
+def time_study() -> None:
+    rng = np.random.default_rng(7)
+    a, b, c = np.clip(rng.lognormal(0, 0.3, 1000), 0.5, 2.5), rng.normal(0, 1, 1000), rng.uniform(0.05, 0.25, 1000)
+    banks = [
+        ("brief 1000 students x 500 items (dense)", brief_large_matrix(n_students=1000, n_items=500).responses.astype(float)),
+        ("sparse 20,000 students x 1,000 items, 60 each (1.2M)", sparse(a, b, c, 20_000, 60, seed=8).responses),
+    ]
+    print("\n3. Cost of the diagnostics (same run)\n")
+    print("| bank | EM | SEs (block) | item_fit + assess_items | diagnostics / (EM + SEs) |")
+    print("|---|---|---|---|---|")
+    for label, responses in banks:
+        result = calibrate_3pl(responses)
+        t0 = time.perf_counter()
+        data = prepare_responses(responses)
+        assess_items(data, item_fit(data, result), at_bound=result.at_bound)
+        diag = time.perf_counter() - t0
+        base = result.fit_seconds + result.se_seconds
+        print(f"| {label} | {result.fit_seconds:.2f} s | {result.se_seconds:.2f} s | {diag:.2f} s | {diag / base:.0%} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    planted_study(args.seeds)
+    shape_study(args.seeds)
+    time_study()
+
+
+if __name__ == "__main__":
+    main()
