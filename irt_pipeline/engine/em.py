@@ -70,7 +70,8 @@ def item_statuses(data: ResponseData) -> np.ndarray:
     return status
 
 
-def final_statuses(status: np.ndarray, ses: StandardErrors, bounds: Bounds, a: np.ndarray) -> np.ndarray:
+def final_statuses(status: np.ndarray, ses: StandardErrors, bounds: Bounds,
+                   a: np.ndarray) -> np.ndarray:
     """The data statuses of `item_statuses`, then, for items that are otherwise "ok", a slope at
     its upper bound ("heywood") or a singular free information block ("singular_information")."""
     status = status.copy()
