@@ -10,19 +10,22 @@
    student), with the predictive mean squares (the flags) and the plug-in ones (R mirt's
    itemfit) side by side; the Q1 p-values' rates below 0.05 and 0.01.
 3. Time: calibrate_3pl (EM + standard errors) against item_fit + assess_items in the same run,
-   on the brief's 1000 x 500 and on a sparse bank of 1.2M responses.
+   on the brief's 1000 x 500 and on a sparse bank of 1.2M responses, and the item_fit of the
+   commit before issue 10 (loaded from git) on the same fit.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from irt_pipeline.engine import calibrate_3pl, item_fit  # noqa: E402
 from irt_pipeline.engine.fit import plugin_item_fit  # noqa: E402
@@ -46,12 +49,12 @@ def assess(responses):
     return result, fit, assess_items(responses, fit, at_bound=result.at_bound)
 
 
-def planted_study(seeds: int) -> None:
+def planted_study(seeds: int, n_students: int = 3000) -> None:
     planted = {"miskey": 4, "random": 4, "guttman": 4, "upper": 4, "nonmonotone": 4}
     hits = {k: [0, 0, 0] for k in planted}     # flagged, for the right reason, count
     false_alarms = []
     for seed in range(seeds):
-        bank = planted_bank(1000 + seed, planted=planted)
+        bank = planted_bank(1000 + seed, n_students=n_students, planted=planted)
         _, _, quality = assess(bank.responses)
         for j, kind in enumerate(bank.kinds):
             if kind == "ok":
@@ -62,7 +65,7 @@ def planted_study(seeds: int) -> None:
             hits[kind][0] += bool(reasons)
             hits[kind][1] += bool(reasons & right) if right else bool(reasons)
             hits[kind][2] += 1
-    print(f"\n1. Planted banks ({seeds} seeds; 100 items, 3,000 students, 45% of cells)\n")
+    print(f"\n1. Planted banks ({seeds} seeds; 100 items, {n_students:,} students, 45% of cells)\n")
     print("| item kind | flagged | for the right reason |")
     print("|---|---|---|")
     for kind, (flagged, right, n) in hits.items():
@@ -99,6 +102,26 @@ def shape_study(seeds: int) -> None:
               f"{np.mean(plugin):.1%} | {np.nanmean(p < 0.05):.1%} | {np.nanmean(p < 0.01):.1%} |")
 
 
+# The engine's item_fit before issue 10 (posterior-expected mean squares, one pass over the
+# cells), loaded from git so that old and new are timed in the same run.
+OLD_FIT_COMMIT = "12ccb47"
+
+
+def old_item_fit():
+    """The pre-issue-10 item_fit, or None outside a git checkout."""
+    try:
+        source = subprocess.run(["git", "show", f"{OLD_FIT_COMMIT}:irt_pipeline/engine/fit.py"],
+                                capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    source = source.replace("from irt_pipeline.engine.result import CalibrationResult, ItemFit",
+                            "from irt_pipeline.engine.result import CalibrationResult\n"
+                            "from irt_pipeline.engine.fit import ItemFit")
+    namespace: dict = {}
+    exec(compile(source, f"{OLD_FIT_COMMIT}:fit.py", "exec"), namespace)  # noqa: S102 (our own file)
+    return namespace["item_fit"]
+
+
 def time_study() -> None:
     rng = np.random.default_rng(7)
     a, b, c = np.clip(rng.lognormal(0, 0.3, 1000), 0.5, 2.5), rng.normal(0, 1, 1000), rng.uniform(0.05, 0.25, 1000)
@@ -107,24 +130,34 @@ def time_study() -> None:
         ("sparse 20,000 students x 1,000 items, 60 each (1.2M)", sparse(a, b, c, 20_000, 60, seed=8).responses),
     ]
     print("\n3. Cost of the diagnostics (same run)\n")
-    print("| bank | EM | SEs (block) | item_fit + assess_items | diagnostics / (EM + SEs) |")
-    print("|---|---|---|---|---|")
+    old_fit = old_item_fit()
+    print("| bank | EM | SEs (block) | item_fit + assess_items (new) | old item_fit | new diagnostics / (EM + SEs) | new path / old path |")
+    print("|---|---|---|---|---|---|---|")
     for label, responses in banks:
         result = calibrate_3pl(responses)
         t0 = time.perf_counter()
         data = prepare_responses(responses)
         assess_items(data, item_fit(data, result), at_bound=result.at_bound)
         diag = time.perf_counter() - t0
+        old = float("nan")
+        if old_fit is not None:
+            t0 = time.perf_counter()
+            old_fit(responses, result)
+            old = time.perf_counter() - t0
         base = result.fit_seconds + result.se_seconds
-        print(f"| {label} | {result.fit_seconds:.2f} s | {result.se_seconds:.2f} s | {diag:.2f} s | {diag / base:.0%} |")
+        print(f"| {label} | {result.fit_seconds:.2f} s | {result.se_seconds:.2f} s | {diag:.2f} s | {old:.2f} s | "
+              f"{diag / base:.0%} | {(base + diag) / (base + old):.2f} (same SEs) |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--only-time", action="store_true", help="part 3 only")
     args = parser.parse_args()
-    planted_study(args.seeds)
-    shape_study(args.seeds)
+    if not args.only_time:
+        planted_study(args.seeds)
+        planted_study(max(1, args.seeds // 2), n_students=10_000)
+        shape_study(args.seeds)
     time_study()
 
 

@@ -97,7 +97,7 @@ def parameter_scatter(a: np.ndarray, b: np.ndarray, flagged: np.ndarray | None =
     ax.scatter(b[ok], a[ok], s=10, alpha=0.6, color=ITEM_COLOR, label=f"fitting ({int(ok.sum())})")
     if flagged.any():
         ax.scatter(b[flagged], a[flagged], s=45, marker="x", color=FLAG_COLOR,
-                   label=f"flagged, MNSQ outside 0.7-1.3 ({int(flagged.sum())})")
+                   label=f"flagged ({int(flagged.sum())})")
     ax.set(title="Discrimination against difficulty", xlabel="difficulty b", ylabel="discrimination a")
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()

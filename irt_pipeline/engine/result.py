@@ -68,17 +68,3 @@ class CalibrationResult:
     def n_items(self) -> int:
         return int(self.a.shape[0])
 
-
-@dataclass(frozen=True)
-class ItemFit:
-    """Rasch-style mean-square fit statistics per item (Wright & Masters 1982)."""
-
-    infit_mnsq: np.ndarray
-    outfit_mnsq: np.ndarray
-    response_counts: np.ndarray
-
-    def flagged(self, lower: float = 0.7, upper: float = 1.3) -> np.ndarray:
-        """True where infit or outfit lies outside [lower, upper]."""
-        from irt_pipeline.engine.fit import flag_misfit
-
-        return flag_misfit(self.infit_mnsq, self.outfit_mnsq, lower=lower, upper=upper)

@@ -114,13 +114,13 @@ def test_materialize_the_demo_bank_from_the_asset_graph(dev_server: DevServer, p
     # the WARN check, failed: misfitting items were found (the blocking check passed)
     expect(check_entry(page, "item_quality")).to_contain_text("Failed")
     expect(check_entry(page, "parameters_within_bounds")).to_contain_text("Succeeded")
-    expect(page.locator("tr", has_text="misfit_count").first).to_contain_text(str(flagged))
-    shot(page, artifacts, "04-misfit-check")
+    expect(page.locator("tr", has_text="flagged_count").first).to_contain_text(str(flagged))
+    shot(page, artifacts, "04-item-quality-check")
 
     page.goto(f"{dev_server.url}/assets/fit_statistics")
-    picture = open_markdown(page, "flagged_icc_plot").locator("img[src^='data:image/png;base64,']")
+    picture = open_markdown(page, "empirical_icc_plot").locator("img[src^='data:image/png;base64,']")
     expect(picture).to_be_visible()
-    page.screenshot(path=str(artifacts / "05-flagged-icc-plot.png"))
+    page.screenshot(path=str(artifacts / "05-empirical-icc-plot.png"))
 
     page.goto(f"{dev_server.url}/assets/item_parameters")
     picture = open_markdown(page, "convergence_plot").locator("img[src^='data:image/png;base64,']")
