@@ -3,7 +3,9 @@
 Data sets (generating distributions of the brief's `generate_large_response_matrix`:
 a ~ U(0.5, 2.5), b ~ N(0, 1), c ~ U(0.05, 0.3), theta ~ N(0, 1)):
   (a) the brief's 500 students x 1000 items, every cell observed (seed 42);
-  (b) 20,000 students x 1,000 items, 60 random items per student (1.2M responses).
+  (b) 20,000 students x 1,000 items, 60 random items per student (1.2M responses);
+  (c) only with --only c: 1,000 students x 2,000 items, every cell observed, the largest bank
+      the full-information SEs accept (FULL_INFORMATION_MAX_ITEMS), with and without them.
 
 Rows: irt-pipeline with its default priors, the same with full-information standard errors
 (`se_method="full"`: the 3J x 3J observed information by Louis's identity, opt-in; its "SE s"
@@ -15,7 +17,7 @@ Each row runs in a fresh process, so "peak MB" is that process's maximum residen
 data included. "LL" is each engine's own report; "LL@241" re-evaluates every engine's
 estimates on one 241-node grid, the fair comparison.
 
-    python benchmarks/bench_engine.py [--only a|b] [--no-mirt] [--no-full]
+    python benchmarks/bench_engine.py [--only a|b|c] [--no-mirt] [--no-full]
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ import scipy.sparse as sp
 
 
 def dataset(name: str):
-    """(responses, a, b, c): dense floats for (a), signed CSR for (b)."""
-    if name == "a":
-        rng = np.random.default_rng(42)
-        theta = rng.normal(0, 1, 500)
-        a, b, c = rng.uniform(0.5, 2.5, 1000), rng.normal(0, 1, 1000), rng.uniform(0.05, 0.3, 1000)
+    """(responses, a, b, c): dense floats for (a) and (c), signed CSR for (b)."""
+    if name in ("a", "c"):
+        rng = np.random.default_rng(42 if name == "a" else 43)
+        n_students, n_items = (500, 1000) if name == "a" else (1000, 2000)
+        theta = rng.normal(0, 1, n_students)
+        a, b = rng.uniform(0.5, 2.5, n_items), rng.normal(0, 1, n_items)
+        c = rng.uniform(0.05, 0.3, n_items)
         p = c + (1 - c) / (1 + np.exp(-a * (theta[:, None] - b)))
         return (rng.random(p.shape) < p).astype(float), a, b, c
     rng = np.random.default_rng(2026)
@@ -127,7 +131,7 @@ LABELS = {"ours": "irt-pipeline (priors)", "full": "irt-pipeline (priors, full-i
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["a", "b"])
+    parser.add_argument("--only", choices=["a", "b", "c"])
     parser.add_argument("--no-mirt", action="store_true")
     parser.add_argument("--no-full", action="store_true", help="skip the full-information SE row")
     args = parser.parse_args()
@@ -142,7 +146,7 @@ def main() -> int:
           "| LL@241 per 1k resp | RMSE a | RMSE b | RMSE c | peak MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in (["a", "b"] if args.only is None else [args.only]):
-        for engine in engines:
+        for engine in (engines if name != "c" else ["ours", "full"]):
             r = measure(name, engine)
             print(f"| ({name}) | {LABELS[engine]} | {r['fit']:.2f} | {r['se']:.2f} | {r['fit'] + r['se']:.2f} "
                   f"| {r['iterations']} | {'yes' if r['converged'] else 'no'} | {r['nodes']} | {r['ll']:.1f} "
