@@ -49,8 +49,11 @@ dev: venv $(DAGSTER_HOME)
 	$(BIN)/irt-pipeline migrate
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-## The browser test: `dagster dev` on the demo bank, driven in headless Debian Chromium
-## (apt-get install chromium chromium-driver); screenshots in e2e-artifacts/.
+## The end-to-end tests: the browser test (`dagster dev` on the demo bank, driven in headless
+## Debian Chromium: apt-get install chromium chromium-driver; screenshots in e2e-artifacts/), and
+## the production topology (irt_pipeline_tests/deploy/: the code server, the webserver and the
+## daemon on deploy/*.yaml, dagster-postgres on the server of IRT_TEST_DATABASE_URL, else the
+## embedded one; logs in e2e-artifacts/).
 e2e: venv
 	$(BIN)/pytest -q -m e2e
 

@@ -65,6 +65,7 @@ def test_production_instance_stores_a_run_in_postgres(database_url, calibration_
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 4
         assert list(queue.tag_concurrency_limits) == ONE_RUN_PER_BANK
+        assert instance.run_coordinator.dequeue_use_threads
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == MAX_RUNTIME_SECONDS
         assert not instance.telemetry_enabled
@@ -94,6 +95,7 @@ def test_the_yaml_files_say_what_the_readme_says():
         # one run per bank (either tag a run of one bank carries), banks side by side; no pool
         assert config["concurrency"]["runs"]["tag_concurrency_limits"] == ONE_RUN_PER_BANK
         assert "pools" not in config["concurrency"]
+        assert config["run_queue"]["dequeue_use_threads"] is True  # launches side by side
         assert config["run_monitoring"]["enabled"] is True
         assert config["run_monitoring"]["max_runtime_seconds"] == MAX_RUNTIME_SECONDS
         assert config["telemetry"] == {"enabled": False}
