@@ -52,7 +52,7 @@ RunStatus = Literal["running", "completed", "failed"]
 # Issue 10: why an item is flagged (irt_item_parameters.flag_reasons) and the engine's item status.
 FlagReason = Literal["infit", "outfit", "possible_miskey", "low_discrimination", "model_misfit",
                      "at_bound", "se_unavailable"]
-ItemStatus = Literal["ok", "heywood", "singular_information"]
+ItemStatus = Literal["ok", "heywood", "singular_information", "all_correct", "all_incorrect", "no_responses"]
 LinkingMethod = Literal["initial", "stocking_lord", "none"]
 
 # A UUID as its string; database rows give uuid.UUID values (used by the fields added after the brief).

@@ -257,6 +257,11 @@ def item_parameters(
             f"EM did not converge within {settings.max_iterations} iterations; "
             "parameters are published with convergence_achieved = false"
         )
+    if result.se_method != settings.se_method:
+        context.log.warning(
+            f"se_method {settings.se_method!r} was asked for, but the full information matrix is not "
+            f"positive definite: the standard errors are {result.se_method!r} (per-item blocks)"
+        )
     value = ItemParameters(
         calibration_run_id=run_id,
         item_bank=eligible_items.item_bank,
@@ -276,6 +281,8 @@ def item_parameters(
             "converged": bool(result.converged),
             "log_likelihood": float(result.log_likelihood),
             "elapsed_seconds": round(seconds, 3),
+            "se_method": result.se_method,
+            "items_at_a_bound": int(result.at_bound.any(axis=1).sum()),
             "parameter_summary": dg.MetadataValue.md(
                 summary_markdown(
                     {"a": result.a, "b": result.b, "c": result.c,

@@ -110,7 +110,8 @@ EXTENSIONS = {
 EXTENSIONS["IrtItemParameters"] = [  # issue 10: the item diagnostics (migration 0008)
     (True, "flag_reasons", False, '("infit" | "outfit" | "possible_miskey" | "low_discrimination" | '
                                   '"model_misfit" | "at_bound" | "se_unavailable")[]'),
-    (True, "item_status", False, '"ok" | "heywood" | "singular_information"'),
+    (True, "item_status", False, '"ok" | "heywood" | "singular_information" | "all_correct" | "all_incorrect" | '
+                                 '"no_responses"'),
     *[(True, name, False, "number | null")
       for name in ("item_rest_corr", "q1_statistic", "q1_df", "q1_p_value", "q1_p_adjusted")],
 ]

@@ -68,3 +68,26 @@ def test_contradictory_thresholds_fail_the_run_before_anything_is_read(database_
     assert not result.success
     assert "miskey_item_rest (-0.01) must not exceed low_discrimination_item_rest (-0.2)" in failure_text(result)
     assert runs(database_url, "quality") == []
+
+
+def test_full_information_standard_errors_on_request(database_url, instance, calibration_job):
+    """se_method: full gives the SEs with the cross-item terms (Louis 1982 over all items): never
+    smaller than the per-item blocks' by more than rounding, and NULL at the same bounds."""
+    _load(database_url)
+    blocks = run_job(calibration_job, instance, database_url, "quality")
+    assert blocks.success, failure_text(blocks)
+    block_rows = {str(r["item_id"]): r for r in parameter_rows(database_url)}
+    full = run_job(calibration_job, instance, database_url, "quality", config={"se_method": "full"})
+    assert full.success, failure_text(full)
+    (event,) = [e for e in full.get_asset_materialization_events() if e.asset_key.to_user_string() == "item_parameters"]
+    assert event.materialization.metadata["se_method"].value == "full"
+    second = runs(database_url, "quality")[-1]
+    assert second["config"]["se_method"] == "full"
+    ratios = []
+    for r in parameter_rows(database_url, str(second["id"])):
+        block = block_rows[str(r["item_id"])]
+        for p in "abc":
+            assert (r[f"{p}_se"] is None) == (block[f"{p}_se"] is None) or abs(r[p] - block[p]) > 1e-3
+            if r[f"{p}_se"] is not None and block[f"{p}_se"] is not None and abs(r[p] - block[p]) < 1e-6:
+                ratios.append(r[f"{p}_se"] / block[f"{p}_se"])
+    assert ratios and min(ratios) > 0.99 and np.median(ratios) > 1.0

@@ -16,7 +16,8 @@ ALTER TABLE irt_item_parameters ALTER COLUMN c_se DROP NOT NULL;
 --   at_bound             a parameter at its bound (its standard error is NULL)
 --   se_unavailable       singular information: no standard error at all
 ALTER TABLE irt_item_parameters ADD COLUMN IF NOT EXISTS flag_reasons TEXT[] NOT NULL DEFAULT '{}';
--- The engine's status of the item: ok, heywood (slope at its upper bound), singular_information.
+-- The engine's status of the item: ok, heywood (slope at its upper bound), singular_information
+-- (and all_correct, all_incorrect, no_responses, which eligible_items never lets through).
 ALTER TABLE irt_item_parameters ADD COLUMN IF NOT EXISTS item_status TEXT NOT NULL DEFAULT 'ok';
 ALTER TABLE irt_item_parameters ADD COLUMN IF NOT EXISTS item_rest_corr FLOAT;
 ALTER TABLE irt_item_parameters ADD COLUMN IF NOT EXISTS q1_statistic FLOAT;

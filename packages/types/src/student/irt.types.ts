@@ -22,7 +22,7 @@ export interface IrtItemParameters {
   readonly calibrated_at: string;
   readonly calibration_run_id: string;
   readonly flag_reasons: ("infit" | "outfit" | "possible_miskey" | "low_discrimination" | "model_misfit" | "at_bound" | "se_unavailable")[]; // Why the item is flagged (empty: not flagged); README 'Item quality'
-  readonly item_status: "ok" | "heywood" | "singular_information"; // The engine's status of the item's estimates
+  readonly item_status: "ok" | "heywood" | "singular_information" | "all_correct" | "all_incorrect" | "no_responses"; // The engine's status of the item's estimates
   readonly item_rest_corr: number | null; // Correlation of the item with each student's proportion correct on the other items
   readonly q1_statistic: number | null; // Yen's Q1 grouped fit statistic
   readonly q1_df: number | null; // Degrees of freedom of Q1
