@@ -5,8 +5,8 @@ matrix/eligibility logic, unit-testable without a run.
 
 Response matrix encoding (the engine's sparse contract): students x items CSR, stored +1.0 =
 correct, stored -1.0 = incorrect, absent = not answered. Repeated attempts of a student on an
-item count once: the FIRST attempt (storage.read_attempts already returns first attempts only;
-`build_response_matrix` keeps the first row of any remaining duplicate as a safety net).
+item count once: the FIRST attempt (storage.first_attempts reads first attempts only, as integer
+codes; a frame given to `build_response_matrix` keeps the first row of each pair).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from irt_pipeline.engine.abilities import Abilities
 from irt_pipeline.engine.linking import ItemSet, Link, link_to_bank, transform_result
 from irt_pipeline.engine.quality import ItemQuality
 from irt_pipeline.models import IrtSkippedItem
+from irt_pipeline.storage.first_attempts import FirstAttempts
 from irt_pipeline.storage.runs import ScaleRecord
 from irt_pipeline.storage.scale import BankScale
 
@@ -200,12 +201,13 @@ def column_counts(matrix: sp.spmatrix) -> np.ndarray:
 
 
 def column_correct(matrix: sp.spmatrix) -> np.ndarray:
-    """Correct responses per item (stored +1 entries per column)."""
-    return np.asarray((matrix > 0).sum(axis=0), dtype=np.int64).ravel()
+    """Correct responses per item (stored +1 entries per column), without a copy of the matrix."""
+    csr = matrix.tocsr()
+    return np.bincount(csr.indices[csr.data > 0], minlength=csr.shape[1]).astype(np.int64)
 
 
 def build_response_matrix(
-    attempts: pd.DataFrame,
+    attempts: FirstAttempts | pd.DataFrame,
     bank_item_ids: Iterable[str],
     *,
     item_bank: str,
@@ -213,34 +215,45 @@ def build_response_matrix(
     data_watermark: int = 0,
     data_read_at: datetime | None = None,
 ) -> ResponseMatrix:
-    """CSR response matrix of one bank from first attempts (columns student_id, item_id, correct)."""
-    frame = pd.DataFrame(
-        {
-            "student_id": attempts["student_id"].astype(str).to_numpy(),
-            "item_id": attempts["item_id"].astype(str).to_numpy(),
-            "correct": attempts["correct"].astype(bool).to_numpy(),
-        }
-    ).drop_duplicates(subset=["student_id", "item_id"], keep="first")
-    item_ids = sorted({str(i) for i in bank_item_ids} | set(frame["item_id"]))
-    student_ids = sorted(set(frame["student_id"]))
-    rows = pd.Categorical(frame["student_id"], categories=student_ids).codes
-    cols = pd.Categorical(frame["item_id"], categories=item_ids).codes
-    data = np.where(frame["correct"].to_numpy(), 1.0, -1.0)
-    matrix = sp.csr_matrix(
-        (data, (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
-        shape=(len(student_ids), len(item_ids)),
-        dtype=np.float64,
-    )
-    matrix.sort_indices()
+    """CSR response matrix of one bank from its first attempts, straight from their integer
+    codes (storage.first_attempts); a frame of student_id, item_id, correct strings is coded
+    first (FirstAttempts.from_frame, first row per pair). Columns: the bank's items and any
+    answered item, sorted; rows: the students who answered, sorted."""
+    first = attempts if isinstance(attempts, FirstAttempts) else FirstAttempts.from_frame(attempts)
+    item_ids = tuple(sorted({str(i) for i in bank_item_ids} | set(first.item_ids)))
+    if item_ids == first.item_ids:
+        columns = first.item
+    else:
+        position = np.searchsorted(np.asarray(item_ids, dtype=object), np.asarray(first.item_ids, dtype=object))
+        columns = position.astype(np.int32)[first.item]
+    matrix = _csr(first.indptr, columns, first.correct, (len(first.student_ids), len(item_ids)))
     return ResponseMatrix(
         item_bank=item_bank,
         settings=settings,
         matrix=matrix,
-        student_ids=tuple(student_ids),
-        item_ids=tuple(item_ids),
+        student_ids=first.student_ids,
+        item_ids=item_ids,
         data_watermark=int(data_watermark),
         data_read_at=data_read_at,
     )
+
+
+def _csr(indptr: np.ndarray, columns: np.ndarray, correct: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """CSR of +1/-1 entries from the first attempts' row starts and column codes as they are
+    (no sort, no COO); the columns must increase within each row (one entry per pair)."""
+    if columns.size > 1:
+        increasing = columns[1:] > columns[:-1]
+        starts = indptr[1:-1]
+        increasing[starts[(starts > 0) & (starts < columns.size)] - 1] = True  # a row starts anywhere
+        if not increasing.all():
+            raise ValueError("first attempts must be sorted by (student, item), one per pair")
+    index_dtype = np.int32 if columns.size < np.iinfo(np.int32).max else np.int64
+    matrix = sp.csr_matrix(
+        (np.where(correct, 1.0, -1.0), columns.astype(index_dtype, copy=False), indptr.astype(index_dtype)),
+        shape=shape, copy=False,
+    )
+    matrix.has_sorted_indices = True
+    return matrix
 
 
 def select_eligible(response_matrix: ResponseMatrix) -> EligibleItems:
@@ -268,21 +281,38 @@ def select_eligible(response_matrix: ResponseMatrix) -> EligibleItems:
             skipped.append(SkippedItem(item_id=item, reason=REASON_NO_VARIANCE, response_count=n))
         else:
             eligible.append(j)
-    reduced = response_matrix.matrix[:, eligible].tocsr()
-    answered = np.flatnonzero(reduced.getnnz(axis=1) > 0)
-    reduced = reduced[answered, :].tocsr()
-    reduced.sort_indices()
+    reduced, answered = _select_columns(response_matrix.matrix, eligible)
+    student_ids = response_matrix.student_ids
     return EligibleItems(
         item_bank=response_matrix.item_bank,
         settings=settings,
         matrix=reduced,
-        student_ids=tuple(response_matrix.student_ids[i] for i in answered),
+        student_ids=student_ids if len(answered) == len(student_ids) else tuple(student_ids[i] for i in answered),
         item_ids=tuple(response_matrix.item_ids[j] for j in eligible),
         response_counts=counts[eligible].copy(),
         skipped=tuple(skipped),
         data_watermark=response_matrix.data_watermark,
         data_read_at=response_matrix.data_read_at,
     )
+
+
+def _select_columns(matrix: sp.csr_matrix, columns: Sequence[int]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """`matrix[:, columns]` (in that order) without its rows left empty, and the rows kept: one
+    pass over the entries (an entry's new column, or -1), the result the only copy."""
+    position = np.full(matrix.shape[1], -1, dtype=matrix.indices.dtype)
+    position[np.asarray(columns, dtype=np.int64)] = np.arange(len(columns), dtype=position.dtype)
+    mapped = position[matrix.indices]
+    keep = mapped >= 0
+    kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept_before[1:])
+    row_counts = kept_before[matrix.indptr[1:]] - kept_before[matrix.indptr[:-1]]
+    del kept_before
+    answered = np.flatnonzero(row_counts > 0)
+    indptr = np.zeros(len(answered) + 1, dtype=matrix.indptr.dtype)
+    np.cumsum(row_counts[answered], out=indptr[1:])
+    reduced = sp.csr_matrix((matrix.data[keep], mapped[keep], indptr), shape=(len(answered), len(columns)))
+    reduced.sort_indices()    # a no-op unless the item_ids filter listed the items out of order
+    return reduced, answered
 
 
 def link_calibration(item_parameters: ItemParameters, bank: BankScale) -> ScaleLinking:

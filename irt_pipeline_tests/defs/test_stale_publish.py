@@ -130,7 +130,7 @@ def test_items_attempts_and_watermark_come_from_one_snapshot(database_url, monke
         snapshot = attempts_module.read_bank_snapshot(conn, bank.name)
     assert max_attempt_id(database_url) > before_max  # the attempt was committed...
     assert snapshot.data_watermark == before_max      # ...after the snapshot was taken
-    assert student_uuid("mid-read") not in set(snapshot.attempts["student_id"])
+    assert student_uuid("mid-read") not in set(snapshot.attempts.student_ids)
     assert len(snapshot.attempts) == query(
         database_url, "SELECT count(DISTINCT (student_id, item_id)) AS n FROM student_attempts WHERE id <= %s",
         [before_max])[0]["n"]
