@@ -4,7 +4,9 @@ No Dagster here: these are frozen dataclasses (pickled by the IO manager between
 matrix/eligibility logic, unit-testable without a run.
 
 Response matrix encoding (the engine's sparse contract): students x items CSR, stored +1.0 =
-correct, stored -1.0 = incorrect, absent = not answered. Repeated attempts of a student on an
+correct, stored -1.0 = incorrect, absent = not answered. `ResponseMatrix` keeps the same signs as
+int8 (compact: a run keeps every step's value in memory, `irt-pipeline calibrate` included);
+`EligibleItems`, the engine's input, has them as float64. Repeated attempts of a student on an
 item count once: the FIRST attempt (storage.first_attempts reads first attempts only, as integer
 codes; a frame given to `build_response_matrix` keeps the first row of each pair).
 """
@@ -62,7 +64,7 @@ class ResponseMatrix:
 
     item_bank: str
     settings: CalibrationSettings
-    matrix: sp.csr_matrix        # signed encoding, see the module docstring
+    matrix: sp.csr_matrix        # signed encoding as int8, see the module docstring
     student_ids: tuple[str, ...]
     item_ids: tuple[str, ...]    # includes the bank's items nobody answered (empty columns)
     data_watermark: int = 0      # highest student_attempts.id of the bank in the read snapshot
@@ -239,7 +241,7 @@ def build_response_matrix(
 
 
 def _csr(indptr: np.ndarray, columns: np.ndarray, correct: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """CSR of +1/-1 entries from the first attempts' row starts and column codes as they are
+    """CSR of int8 +1/-1 entries from the first attempts' row starts and column codes as they are
     (no sort, no COO); the columns must increase within each row (one entry per pair)."""
     if columns.size > 1:
         increasing = columns[1:] > columns[:-1]
@@ -249,7 +251,8 @@ def _csr(indptr: np.ndarray, columns: np.ndarray, correct: np.ndarray, shape: tu
             raise ValueError("first attempts must be sorted by (student, item), one per pair")
     index_dtype = np.int32 if columns.size < np.iinfo(np.int32).max else np.int64
     matrix = sp.csr_matrix(
-        (np.where(correct, 1.0, -1.0), columns.astype(index_dtype, copy=False), indptr.astype(index_dtype)),
+        (np.where(correct, np.int8(1), np.int8(-1)), columns.astype(index_dtype, copy=False),
+         indptr.astype(index_dtype)),
         shape=shape, copy=False,
     )
     matrix.has_sorted_indices = True
@@ -297,8 +300,8 @@ def select_eligible(response_matrix: ResponseMatrix) -> EligibleItems:
 
 
 def _select_columns(matrix: sp.csr_matrix, columns: Sequence[int]) -> tuple[sp.csr_matrix, np.ndarray]:
-    """`matrix[:, columns]` (in that order) without its rows left empty, and the rows kept: one
-    pass over the entries (an entry's new column, or -1), the result the only copy."""
+    """`matrix[:, columns]` (in that order, float64) without its rows left empty, and the rows
+    kept: one pass over the entries (an entry's new column, or -1), the result the only copy."""
     position = np.full(matrix.shape[1], -1, dtype=matrix.indices.dtype)
     position[np.asarray(columns, dtype=np.int64)] = np.arange(len(columns), dtype=position.dtype)
     mapped = position[matrix.indices]
@@ -310,7 +313,8 @@ def _select_columns(matrix: sp.csr_matrix, columns: Sequence[int]) -> tuple[sp.c
     answered = np.flatnonzero(row_counts > 0)
     indptr = np.zeros(len(answered) + 1, dtype=matrix.indptr.dtype)
     np.cumsum(row_counts[answered], out=indptr[1:])
-    reduced = sp.csr_matrix((matrix.data[keep], mapped[keep], indptr), shape=(len(answered), len(columns)))
+    data = matrix.data[keep].astype(np.float64)   # the engine's encoding
+    reduced = sp.csr_matrix((data, mapped[keep], indptr), shape=(len(answered), len(columns)))
     reduced.sort_indices()    # a no-op unless the item_ids filter listed the items out of order
     return reduced, answered
 

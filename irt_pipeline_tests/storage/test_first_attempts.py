@@ -130,7 +130,7 @@ def test_binary_read_equals_the_csv_read_first_attempts_and_matrix(conn, monkeyp
     assert rm.matrix.shape == matrix.shape and rm.matrix.has_sorted_indices
     assert np.array_equal(rm.matrix.indptr, matrix.indptr)
     assert np.array_equal(rm.matrix.indices, matrix.indices)
-    assert np.array_equal(rm.matrix.data, matrix.data)
+    assert np.array_equal(rm.matrix.data, matrix.data) and rm.matrix.dtype == np.int8
     assert set(bank["unanswered"]) <= set(rm.unanswered_item_ids)
     # a frame (the old reader's) gives the same matrix through FirstAttempts.from_frame
     from_frame = build_response_matrix(old, snapshot.item_ids, item_bank=BANK, settings=settings)
