@@ -99,7 +99,15 @@ def test_config_rejects_out_of_range_values_naming_the_field(field, value):
 def test_config_defaults_and_snapshot():
     snap = CalibrationConfig().settings().snapshot()
     assert snap == {"min_responses": 100, "max_iterations": 100, "convergence_threshold": 0.001, "model": "3pl",
-                    "linking": "stocking_lord"}
+                    "linking": "stocking_lord", "se_method": "block",
+                    "flags": {"mnsq_lower": 0.7, "mnsq_upper": 1.3, "miskey_item_rest": -0.05,
+                              "low_discrimination_item_rest": 0.1, "misfit_fdr": 0.01}}
+    assert CalibrationConfig(se_method="full").settings().snapshot()["se_method"] == "full"
+    with pytest.raises(pydantic.ValidationError, match="se_method"):
+        CalibrationConfig(se_method="sandwich")
+    for bad in ({"mnsq_lower": 1.2}, {"mnsq_upper": 0.9}, {"misfit_fdr": 0}, {"miskey_item_rest": 0.2}):
+        with pytest.raises(pydantic.ValidationError, match="flags"):
+            CalibrationConfig(flags=bad)
     assert CalibrationConfig(linking="none").settings().snapshot()["linking"] == "none"
     with pytest.raises(pydantic.ValidationError, match="linking"):
         CalibrationConfig(linking="mean_sigma")
