@@ -95,7 +95,7 @@ class EligibleItems:
 
     item_bank: str
     settings: CalibrationSettings
-    matrix: sp.csr_matrix        # eligible columns only; students without any response dropped
+    matrix: sp.csr_matrix        # int8 signed; eligible columns only; students without any response dropped
     student_ids: tuple[str, ...]
     item_ids: tuple[str, ...]
     response_counts: np.ndarray  # per eligible item
@@ -300,7 +300,8 @@ def select_eligible(response_matrix: ResponseMatrix) -> EligibleItems:
 
 
 def _select_columns(matrix: sp.csr_matrix, columns: Sequence[int]) -> tuple[sp.csr_matrix, np.ndarray]:
-    """`matrix[:, columns]` (in that order, float64) without its rows left empty, and the rows
+    """`matrix[:, columns]` (in that order, its int8 values kept: the engine reads the signed
+    encoding in any dtype, chunk by chunk) without its rows left empty, and the rows
     kept: one pass over the entries (an entry's new column, or -1), the result the only copy."""
     position = np.full(matrix.shape[1], -1, dtype=matrix.indices.dtype)
     position[np.asarray(columns, dtype=np.int64)] = np.arange(len(columns), dtype=position.dtype)
@@ -313,7 +314,7 @@ def _select_columns(matrix: sp.csr_matrix, columns: Sequence[int]) -> tuple[sp.c
     answered = np.flatnonzero(row_counts > 0)
     indptr = np.zeros(len(answered) + 1, dtype=matrix.indptr.dtype)
     np.cumsum(row_counts[answered], out=indptr[1:])
-    data = matrix.data[keep].astype(np.float64)   # the engine's encoding
+    data = matrix.data[keep]
     reduced = sp.csr_matrix((data, mapped[keep], indptr), shape=(len(answered), len(columns)))
     reduced.sort_indices()    # a no-op unless the item_ids filter listed the items out of order
     return reduced, answered

@@ -9,6 +9,8 @@ Accepted inputs (students in rows, items in columns):
 Internally the data become two indicator matrices of the same shape, `correct` and `wrong`
 (dense float arrays when at least DENSE_DENSITY of the cells are observed, CSR otherwise), split
 into row chunks of students so that no products larger than chunk x nodes are ever allocated.
+Sparse input is split chunk by chunk straight from the signed matrix (of any numeric dtype:
+the pipeline's is int8), so the bank's full indicator matrices never exist at once.
 """
 
 from __future__ import annotations
@@ -116,24 +118,43 @@ def _indicators_from_dense(responses) -> tuple[np.ndarray, np.ndarray]:
     return correct, observed.astype(float) - correct
 
 
-def _indicators_from_sparse(responses: sp.spmatrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def _validated_signed(responses: sp.spmatrix) -> sp.csr_matrix:
+    """The signed matrix as canonical CSR (duplicates summed), its stored values checked to be
+    +1 or -1. Keeps the input's dtype (int8 from the pipeline): no float copy of the whole bank."""
     _check_shape(responses.shape)
-    signed = sp.csr_matrix(responses, dtype=float)
-    signed.sum_duplicates()
+    signed = sp.csr_matrix(responses)
+    if not signed.has_canonical_format:
+        signed = signed.copy()
+        signed.sum_duplicates()
     data = signed.data
-    if np.isnan(data).any() or ((data != 1.0) & (data != -1.0)).any():
-        bad = float(data[np.isnan(data) | ((data != 1.0) & (data != -1.0))][0])
+    bad = (data != 1) & (data != -1)
+    if np.issubdtype(data.dtype, np.floating):
+        bad |= np.isnan(data)
+    if bad.any():
         raise ValueError(
             "sparse responses must use the signed encoding (+1 correct, -1 incorrect, absent = "
-            f"not answered); found stored value {bad!r}"
+            f"not answered); found stored value {float(data[bad][0])!r}"
         )
-    correct = signed.copy()
-    correct.data = (data > 0).astype(float)
-    correct.eliminate_zeros()
-    wrong = signed.copy()
-    wrong.data = (data < 0).astype(float)
-    wrong.eliminate_zeros()
-    return correct, wrong
+    return signed
+
+
+def _indicator(signed: sp.csr_matrix, sign: int) -> sp.csr_matrix:
+    """Float 0/1 CSR of the cells of `signed` holding `sign`."""
+    keep = signed.data == sign
+    kept_before = np.concatenate([[0], np.cumsum(keep)])      # kept cells before each position
+    indptr = kept_before[signed.indptr].astype(signed.indptr.dtype)
+    return sp.csr_matrix((np.ones(int(keep.sum())), signed.indices[keep], indptr), shape=signed.shape)
+
+
+def _sparse_chunks(signed: sp.csr_matrix, n_students: int, chunk: int) -> tuple[Chunk, ...]:
+    """Chunks built one block of students at a time from the signed matrix: the whole bank's
+    correct and wrong indicators never exist at once (memory: the chunks themselves)."""
+    out = []
+    for start in range(0, n_students, chunk):
+        block = signed[start:min(start + chunk, n_students)]
+        c, w = _indicator(block, 1), _indicator(block, -1)
+        out.append(Chunk(c, w, c.T.tocsr(), w.T.tocsr()))
+    return tuple(out)
 
 
 def _chunks(correct, wrong, n_students: int, chunk: int) -> tuple[Chunk, ...]:
@@ -155,25 +176,34 @@ def _chunks(correct, wrong, n_students: int, chunk: int) -> tuple[Chunk, ...]:
 def prepare_responses(responses, chunk_students: int = CHUNK_STUDENTS) -> ResponseData:
     """Validate `responses` and build the chunked indicator form (raises ValueError)."""
     if sp.issparse(responses):
-        correct, wrong = _indicators_from_sparse(responses)
+        signed = _validated_signed(responses)
+        n_students, n_items = signed.shape
+        hit = signed.data > 0
+        correct_counts = np.bincount(signed.indices[hit], minlength=n_items)
+        response_counts = np.bincount(signed.indices, minlength=n_items)
+        student_counts = np.diff(signed.indptr)
+        dense = response_counts.sum() / (n_students * n_items) >= DENSE_DENSITY
+        if dense:
+            values = signed.toarray().astype(float)
+            chunks = _chunks((values > 0).astype(float), (values < 0).astype(float), n_students, chunk_students)
+        else:
+            chunks = _sparse_chunks(signed, n_students, chunk_students)
     else:
         correct, wrong = _indicators_from_dense(responses)
-    n_students, n_items = correct.shape
-    correct_counts = np.asarray(correct.sum(axis=0)).ravel()
-    response_counts = correct_counts + np.asarray(wrong.sum(axis=0)).ravel()
-    student_counts = np.asarray(correct.sum(axis=1)).ravel() + np.asarray(wrong.sum(axis=1)).ravel()
-    density = response_counts.sum() / (n_students * n_items)
-    dense = density >= DENSE_DENSITY
-    if dense and sp.issparse(correct):
-        correct, wrong = correct.toarray(), wrong.toarray()
-    elif not dense and not sp.issparse(correct):
-        correct, wrong = sp.csr_matrix(correct), sp.csr_matrix(wrong)
+        n_students, n_items = correct.shape
+        correct_counts = correct.sum(axis=0)
+        response_counts = correct_counts + wrong.sum(axis=0)
+        student_counts = correct.sum(axis=1) + wrong.sum(axis=1)
+        dense = response_counts.sum() / (n_students * n_items) >= DENSE_DENSITY
+        if not dense:
+            correct, wrong = sp.csr_matrix(correct), sp.csr_matrix(wrong)
+        chunks = _chunks(correct, wrong, n_students, chunk_students)
     return ResponseData(
         n_students=n_students,
         n_items=n_items,
-        chunks=_chunks(correct, wrong, n_students, chunk_students),
-        correct_counts=correct_counts.astype(np.int64),
-        response_counts=response_counts.astype(np.int64),
-        student_counts=student_counts.astype(np.int64),
+        chunks=chunks,
+        correct_counts=np.asarray(correct_counts).astype(np.int64),
+        response_counts=np.asarray(response_counts).astype(np.int64),
+        student_counts=np.asarray(student_counts).astype(np.int64),
         is_dense=bool(dense),
     )
