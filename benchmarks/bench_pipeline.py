@@ -28,6 +28,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from step_times import step_windows
 
 from irt_pipeline.defs.config import CalibrationConfig, run_config_for
 from irt_pipeline.defs.jobs import JOB_NAME
@@ -73,18 +74,7 @@ def load_attempts(url: str, responses: np.ndarray) -> int:
 
 def step_durations(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
     """Seconds from STEP_START to STEP_SUCCESS/STEP_FAILURE of every step, in start order."""
-    starts: dict[str, float] = {}
-    ends: dict[str, float] = {}
-    for record in instance.get_records_for_run(run_id, limit=100_000).records:
-        entry = record.event_log_entry
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == dg.DagsterEventType.STEP_START:
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            ends[event.step_key] = entry.timestamp
-    return {k: ends[k] - starts[k] for k in sorted(starts, key=starts.get) if k in ends}
+    return {k: end - start for k, (start, end) in step_windows(instance, run_id).items()}
 
 
 def main(argv: list[str] | None = None) -> int:

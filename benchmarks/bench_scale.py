@@ -33,6 +33,7 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg
+from step_times import step_windows
 
 SIZES = {  # label: (items, students); about 100 attempts per student
     "1m": (1000, 10_000),
@@ -108,21 +109,10 @@ def _sample_rss(pid: int, samples: list[tuple[float, int]]) -> None:
         time.sleep(0.05)
 
 
-def step_windows(home: Path, run_id: str) -> dict[str, tuple[float, float]]:
-    """(start, end) wall-clock times of every step: STEP_START to STEP_SUCCESS/STEP_FAILURE."""
-    starts: dict[str, float] = {}
-    ends: dict[str, float] = {}
+def run_step_windows(home: Path, run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) wall-clock times of every step of the run in the instance at `home`."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        for record in instance.get_records_for_run(run_id, limit=100_000).records:
-            entry = record.event_log_entry
-            event = entry.dagster_event
-            if event is None or event.step_key is None:
-                continue
-            if event.event_type == dg.DagsterEventType.STEP_START:
-                starts[event.step_key] = entry.timestamp
-            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-                ends[event.step_key] = entry.timestamp
-    return {k: (starts[k], ends[k]) for k in starts if k in ends}
+        return step_windows(instance, run_id)
 
 
 def step_peaks(windows: dict[str, tuple[float, float]], samples: list[tuple[float, int]]) -> dict[str, int]:
@@ -146,7 +136,7 @@ def run_size(url: str, label: str, reuse: bool) -> tuple[dict, list[str]]:
         home = Path(folder)
         code, wall, rss, out, samples = calibrate(url, bank, home)
         match = re.search(r"dagster_run_id: (\S+)", out)
-        windows = step_windows(home, match.group(1)) if match else {}
+        windows = run_step_windows(home, match.group(1)) if match else {}
     steps = {step: end - start for step, (start, end) in windows.items()}
     copy_after, _ = raw_copy(url, bank)
     row = dict(size=label, attempts=attempts, items=n_items, students=n_students, status=code,
