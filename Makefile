@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test test-db bench dev e2e clean types typecheck
+.PHONY: venv demo test test-db studies bench dev e2e clean types typecheck
 
 $(BIN)/irt-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test-db: venv
 	$(BIN)/pytest -q -m "db and not slow" irt_pipeline_tests/storage irt_pipeline_tests/reliability \
 		irt_pipeline_tests/defs/test_stale_publish.py irt_pipeline_tests/defs/test_instance.py
 
+## The long simulation studies (SE coverage over 100 replications, two cohorts over ten seeds):
+## minutes each, so not in every CI run (pyproject's addopts leave them out of plain pytest).
+studies: venv
+	$(BIN)/pytest -q -m study
+
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_engine.py
@@ -41,6 +46,8 @@ bench: venv
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_storage.py
 	$(BIN)/python benchmarks/bench_linking.py
+	$(BIN)/python benchmarks/bench_quality.py
+	$(BIN)/python benchmarks/bench_scale.py --sizes 1m
 
 ## The Dagster UI and daemon (one command) on http://127.0.0.1:3000: instance in DAGSTER_HOME
 ## (.dagster_home, SQLite, configured by a copy of the root dagster.yaml), data in the embedded database.

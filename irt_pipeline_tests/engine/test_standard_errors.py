@@ -343,7 +343,7 @@ def test_b_intervals_cover_the_truth_about_95_percent_of_the_time_fast():
     assert 0.92 <= coverage <= 0.98
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.parametrize("method", ["block", "full"])
 def test_b_intervals_cover_the_truth_about_95_percent_of_the_time(method):
     """100 replications of 1,000 students x 20 items: 2,000 intervals per parameter."""
@@ -352,7 +352,7 @@ def test_b_intervals_cover_the_truth_about_95_percent_of_the_time(method):
     assert 0.92 <= coverage <= 0.98
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_b_intervals_in_plain_ml_cover_where_no_parameter_sits_at_a_bound():
     """Plain ML, 20 replications of 800 students x 25 items. Measured: items with every
     parameter interior 0.954 (373 intervals); items whose c ran to 0 only 0.08 (127): b given

@@ -54,7 +54,7 @@ def test_two_cohorts_share_one_scale_after_linking():
     assert study.linked.link_seconds < 1.0
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_two_cohorts_over_ten_seeds():
     linked, unlinked = [], []
     for seed in range(10):
@@ -74,7 +74,7 @@ def test_two_cohorts_over_ten_seeds():
     assert abs(mean("steady_shift")) <= 0.02 and abs(mean("theta_mean_error")) <= 0.03
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.parametrize("n1,n2", [(1500, 1500), (2000, 1000), (1000, 2500)])
 def test_two_cohorts_of_other_sizes_keep_the_scale(n1, n2):
     """Other cohort sizes (three seeds each): the scale holds (steady shift, theta_mean, cohort
