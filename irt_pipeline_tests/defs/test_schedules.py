@@ -48,7 +48,9 @@ def test_requests_every_known_bank(instance, definitions):
         assert request.tags["irt/trigger"] == "weekly_recalibration"
         assert dg.validate_run_config(job, request.run_config)["ops"]["response_matrix"]["config"] == {
             "min_responses": 100, "max_iterations": 100, "convergence_threshold": 0.001, "item_ids": None,
-            "linking": "stocking_lord",
+            "linking": "stocking_lord", "se_method": "block",
+            "flags": {"mnsq_lower": 0.7, "mnsq_upper": 1.3, "miskey_item_rest": -0.05,
+                      "low_discrimination_item_rest": 0.1, "misfit_fdr": 0.01},
         }
 
 
