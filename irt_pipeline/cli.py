@@ -49,6 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from irt_pipeline.signals import restore_default_interrupts
+
+    restore_default_interrupts()
     args = _build_parser().parse_args(argv)
     if args.command == "migrate":
         from irt_pipeline.storage.commands import migrate_command

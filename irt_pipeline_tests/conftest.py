@@ -21,6 +21,11 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from irt_pipeline.signals import restore_default_interrupts
+
+# A suite started in the background (nohup, `&`) inherits SIGINT ignored; see irt_pipeline/signals.py.
+restore_default_interrupts()
+
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
