@@ -36,9 +36,6 @@ REASON_INSUFFICIENT_RESPONSES = "insufficient_responses"  # fewer than min_respo
 REASON_NO_VARIANCE = "no_variance"                        # every response correct, or every one incorrect
 REASON_NOT_IN_BANK = "not_in_bank"                        # an item_ids entry that is not an item of the bank
 
-# Items whose infit or outfit MNSQ lies outside [FIT_LOWER, FIT_UPPER] are flagged (brief AC 8).
-FIT_LOWER = 0.7
-FIT_UPPER = 1.3
 
 # Columns of the parameter table written to irt_item_parameters (brief section 3 / 4, then
 # the bank scale of issue 9 and the diagnostics of issue 10).
