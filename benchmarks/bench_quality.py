@@ -4,7 +4,10 @@
 
 1. Planted banks (issue 10's shape: 100 items, 3,000 students, 45% of cells) with 4 items of
    each bad kind (irt_pipeline_tests/engine/planted.py): the share of each kind flagged, and
-   flagged for its own reason; the false-alarm rate on the 3PL items of the same banks.
+   flagged for its own reason; the false-alarm rate on the 3PL items of the same banks; for the
+   upper-asymptote and non-monotone items, the most that any test could flag at a 1% and a 3%
+   false-alarm rate (the Neyman-Pearson envelope, irt_pipeline_tests/engine/detection_envelope.py),
+   and what the flags do with the 3PL items that upper-asymptote items are fitted as.
 2. Banks simulated from the model: the share of items flagged (all reasons together) on complete
    short tests (5, 10, 30 items) and on sparse forms of the product's shape (40-140 items per
    student), with the predictive mean squares (the flags) and the plug-in ones (R mirt's
@@ -31,7 +34,8 @@ from irt_pipeline.engine import calibrate_3pl, item_fit  # noqa: E402
 from irt_pipeline.engine.fit import plugin_item_fit  # noqa: E402
 from irt_pipeline.engine.quality import assess_items  # noqa: E402
 from irt_pipeline.engine.responses import prepare_responses  # noqa: E402
-from irt_pipeline_tests.engine.planted import planted_bank  # noqa: E402
+from irt_pipeline_tests.engine.detection_envelope import GRID, envelope_power, pseudo_true_3pl  # noqa: E402
+from irt_pipeline_tests.engine.planted import planted_bank, true_curve  # noqa: E402
 from irt_pipeline_tests.engine.simulate import brief_large_matrix, dense, sparse  # noqa: E402
 
 RIGHT_REASONS = {
@@ -49,9 +53,15 @@ def assess(responses):
     return result, fit, assess_items(responses, fit, at_bound=result.at_bound)
 
 
+# False-alarm rates at which the envelope (the most any test can flag) is reported.
+ENVELOPE_ALPHAS = (0.01, 0.03)
+
+
 def planted_study(seeds: int, n_students: int = 3000) -> None:
     planted = {"miskey": 4, "random": 4, "guttman": 4, "upper": 4, "nonmonotone": 4}
     hits = {k: [0, 0, 0] for k in planted}     # flagged, for the right reason, count
+    envelope: dict[str, list] = {"upper": [], "nonmonotone": []}
+    why: dict[str, dict[str, int]] = {k: {} for k in planted}
     false_alarms = []
     for seed in range(seeds):
         bank = planted_bank(1000 + seed, n_students=n_students, planted=planted)
@@ -61,17 +71,55 @@ def planted_study(seeds: int, n_students: int = 3000) -> None:
                 false_alarms.append(bool(quality.reasons[j]))
                 continue
             reasons = set(quality.reasons[j])
+            for reason in reasons:
+                why[kind][reason] = why[kind].get(reason, 0) + 1
             right = RIGHT_REASONS[kind]
             hits[kind][0] += bool(reasons)
             hits[kind][1] += bool(reasons & right) if right else bool(reasons)
             hits[kind][2] += 1
+            if kind in envelope:
+                curve = true_curve(kind, bank.a[j], bank.b[j], bank.c[j], GRID)
+                envelope[kind].append(envelope_power(curve, quality.grouped.group_n[j].sum(), ENVELOPE_ALPHAS,
+                                                     start=(bank.a[j], bank.b[j], bank.c[j])))
+    rate = np.mean(false_alarms)
     print(f"\n1. Planted banks ({seeds} seeds; 100 items, {n_students:,} students, 45% of cells)\n")
-    print("| item kind | flagged | for the right reason |")
-    print("|---|---|---|")
+    alphas = " | ".join(f"most any test can flag at {a:.0%} false alarms" for a in ENVELOPE_ALPHAS)
+    print(f"| item kind | flagged | for the right reason | reasons (items) | {alphas} |")
+    print("|---|---|---|---|" + "---|" * len(ENVELOPE_ALPHAS))
     for kind, (flagged, right, n) in hits.items():
         reason = "/".join(sorted(RIGHT_REASONS[kind])) if RIGHT_REASONS[kind] else "any"
-        print(f"| {kind} (n = {n}) | {flagged / n:.0%} | {right / n:.0%} ({reason}) |")
-    print(f"| 3PL items (n = {len(false_alarms)}) | {np.mean(false_alarms):.1%} (false alarms) | |")
+        bound = " | ".join(f"{v:.0%}" for v in np.mean(envelope[kind], axis=0)) if kind in envelope else \
+            " | ".join("" for _ in ENVELOPE_ALPHAS)
+        counts = ", ".join(f"{r} {k}" for r, k in sorted(why[kind].items()))
+        print(f"| {kind} (n = {n}) | {flagged / n:.0%} | {right / n:.0%} ({reason}) | {counts} | {bound} |")
+    print(f"| 3PL items (n = {len(false_alarms)}) | {rate:.1%} (false alarms) | | |" + " |" * len(ENVELOPE_ALPHAS))
+
+
+def twin_study(seeds: int, n_students: int = 3000) -> None:
+    """The 3PL items that upper-asymptote items are fitted as: banks whose first 20 items are
+    the pseudo-true 3PL of a planted upper-asymptote item (a real 3PL item with the curve the
+    calibration converges to). What the flags do with them is the false-alarm rate that any
+    detection of the ceiling is paid with."""
+    twins, others, reasons = [], [], {}
+    for seed in range(seeds):
+        rng = np.random.default_rng(500 + seed)
+        a, b, c = np.clip(rng.lognormal(0, 0.3, 100), 0.5, 2.5), rng.normal(0, 1, 100), rng.uniform(0.05, 0.25, 100)
+        for j in range(20):
+            curve = true_curve("upper", a[j], b[j], c[j], GRID)
+            _, (a[j], b[j], c[j]) = pseudo_true_3pl(curve, start=(a[j], b[j], c[j]))
+        theta = rng.normal(0, 1, n_students)
+        p = true_curve("ok", a, b, c, theta[:, None])
+        responses = (rng.random(p.shape) < p).astype(float)
+        responses[rng.random(p.shape) >= 0.45] = np.nan
+        _, _, quality = assess(responses)
+        twins += list(quality.is_flagged[:20])
+        others += list(quality.is_flagged[20:])
+        for item in quality.reasons[:20]:
+            for reason in item:
+                reasons[reason] = reasons.get(reason, 0) + 1
+    why = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or "none"
+    print(f"\nTheir 3PL twins ({seeds} seeds, {n_students:,} students): {np.mean(twins):.1%} of {len(twins)} "
+          f"flagged ({why}); the other 3PL items {np.mean(others):.1%}")
 
 
 def shape_study(seeds: int) -> None:
@@ -153,10 +201,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--only-time", action="store_true", help="part 3 only")
+    parser.add_argument("--only-planted", action="store_true", help="part 1 only")
     args = parser.parse_args()
     if not args.only_time:
         planted_study(args.seeds)
+        twin_study(args.seeds)
         planted_study(max(1, args.seeds // 2), n_students=10_000)
+        if args.only_planted:
+            return
         shape_study(args.seeds)
     time_study()
 

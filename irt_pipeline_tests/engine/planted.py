@@ -23,6 +23,26 @@ class PlantedBank:
     responses: np.ndarray        # students x items, 1 / 0 / NaN
     kinds: np.ndarray            # per item: "ok" or one of KINDS
     theta: np.ndarray
+    a: np.ndarray                # the generating a, b, c of every item (planted kinds use b,
+    b: np.ndarray                # and upper uses all three)
+    c: np.ndarray
+
+
+def true_curve(kind: str, a: float, b: float, c: float, theta: np.ndarray) -> np.ndarray:
+    """P(correct | theta) of an item of `kind` ("ok" for a 3PL item; "random" has no curve:
+    planted_bank draws its constant level)."""
+    logistic = 1.0 / (1.0 + np.exp(-a * (theta - b)))
+    if kind == "ok":
+        return c + (1.0 - c) * logistic
+    if kind == "miskey":
+        return 1.0 - (c + (1.0 - c) * logistic)
+    if kind == "guttman":
+        return (theta > b).astype(float)
+    if kind == "upper":
+        return c + (0.7 - c) * logistic
+    if kind == "nonmonotone":
+        return 0.2 + 0.6 * np.exp(-((theta - b) ** 2))
+    raise ValueError(f"no fixed curve for kind {kind!r}")
 
 
 def planted_bank(seed: int, n_items: int = 100, n_students: int = 3000, share: float = 0.45,
@@ -35,26 +55,17 @@ def planted_bank(seed: int, n_items: int = 100, n_students: int = 3000, share: f
     b = rng.normal(0.0, 1.0, n_items)
     c = rng.uniform(0.05, 0.25, n_items)
     theta = rng.normal(0.0, 1.0, n_students)
-    logistic = 1.0 / (1.0 + np.exp(-a * (theta[:, None] - b)))
-    p = c + (1.0 - c) * logistic
     kinds = np.full(n_items, "ok", dtype=object)
     j = 0
     for kind, count in planted.items():
-        cols = np.arange(j, j + count)
-        j += count
-        kinds[cols] = kind
-        if kind == "miskey":
-            p[:, cols] = 1.0 - p[:, cols]
-        elif kind == "random":
-            p[:, cols] = rng.uniform(0.3, 0.7, cols.size)
-        elif kind == "guttman":
-            p[:, cols] = (theta[:, None] > b[cols]).astype(float)
-        elif kind == "upper":
-            p[:, cols] = c[cols] + (0.7 - c[cols]) * logistic[:, cols]
-        elif kind == "nonmonotone":
-            p[:, cols] = 0.2 + 0.6 * np.exp(-((theta[:, None] - b[cols]) ** 2))
-        else:
+        if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
+        kinds[j:j + count] = kind
+        j += count
+    p = np.column_stack([true_curve("ok" if kind == "random" else kind, a[j], b[j], c[j], theta)
+                         for j, kind in enumerate(kinds)])
+    random = np.flatnonzero(kinds == "random")       # a constant level instead
+    p[:, random] = rng.uniform(0.3, 0.7, random.size)
     responses = (rng.random(p.shape) < p).astype(float)
     responses[rng.random(p.shape) >= share] = np.nan
-    return PlantedBank(responses=responses, kinds=kinds, theta=theta)
+    return PlantedBank(responses=responses, kinds=kinds, theta=theta, a=a, b=b, c=c)
