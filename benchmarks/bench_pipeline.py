@@ -30,9 +30,9 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from step_times import step_windows
 
-from irt_pipeline.defs.config import CalibrationConfig, run_config_for
-from irt_pipeline.defs.jobs import JOB_NAME
-from irt_pipeline.defs.partitions import ITEM_BANK_PARTITIONS_NAME
+from irt_pipeline.defs.calibration.config import CalibrationConfig, run_config_for
+from irt_pipeline.defs.calibration.jobs import JOB_NAME
+from irt_pipeline.defs.calibration.partitions import ITEM_BANK_PARTITIONS_NAME
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.storage import apply_migrations
 

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return ability_command(args.student_id, bank=args.bank)
     if args.command == "calibrate":
-        from irt_pipeline.defs.launch import calibrate_command
+        from irt_pipeline.defs.operations.launch import calibrate_command
 
         return calibrate_command(
             bank=args.bank,

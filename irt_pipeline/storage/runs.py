@@ -17,7 +17,7 @@ the grace period, or the caller knows the orchestrator run is finished. Rows old
 maximum runtime are failed even while leased (a hung run); their owner's publication is then
 refused. A row being published (locked by its writer) is never touched. `start_run` sweeps the
 bank's dead rows before giving up with CALIBRATION_IN_PROGRESS, so a dead run never blocks the
-next one; a periodic sensor (irt_pipeline/defs/stale_runs.py) sweeps every bank.
+next one; a periodic sensor (irt_pipeline/defs/operations/stale_runs.py) sweeps every bank.
 """
 
 from __future__ import annotations

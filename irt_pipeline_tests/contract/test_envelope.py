@@ -9,8 +9,8 @@ import json
 import pytest
 
 from irt_pipeline import storage
-from irt_pipeline.defs import assets as assets_module
-from irt_pipeline.defs.launch import calibrate_command
+from irt_pipeline.defs.calibration import assets as assets_module
+from irt_pipeline.defs.operations.launch import calibrate_command
 from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline.models import (
     Envelope,

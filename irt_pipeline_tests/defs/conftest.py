@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from irt_pipeline.defs.jobs import JOB_NAME
-from irt_pipeline.defs.partitions import ITEM_BANK_PARTITIONS_NAME
+from irt_pipeline.defs.calibration.jobs import JOB_NAME
+from irt_pipeline.defs.calibration.partitions import ITEM_BANK_PARTITIONS_NAME
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline_tests.conftest import fresh_database
 from irt_pipeline_tests.brief_fixtures import KNOWN_PARAMS, item_uuid, student_uuid
@@ -232,7 +232,7 @@ def materialized_keys(result: dg.ExecuteInProcessResult) -> set[str]:
 def run_failure_context(instance: dg.DagsterInstance, run: dg.DagsterRun, database_url: str):
     """The context the daemon gives `calibration_run_failure_sensor` for this failed run."""
     from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
-    from irt_pipeline.defs.sensors import calibration_run_failure_sensor
+    from irt_pipeline.defs.operations.run_status_sensors import calibration_run_failure_sensor
 
     (failure,) = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
     return dg.build_run_status_sensor_context(

@@ -16,7 +16,7 @@ import pytest
 
 from irt_pipeline import storage
 from irt_pipeline.defs.resources import IrtDatabase
-from irt_pipeline.defs.values import EligibleItems, FitStatistics, ItemParameters
+from irt_pipeline.defs.calibration.values import EligibleItems, FitStatistics, ItemParameters
 from irt_pipeline_tests.defs.conftest import (
     failure_text,
     load_standard_bank,
@@ -250,7 +250,7 @@ def test_parameters_come_only_from_completed_runs(database_url, instance, calibr
     def boom(*args, **kwargs):
         raise ValueError("simulated engine failure")
 
-    monkeypatch.setattr("irt_pipeline.defs.assets.item_fit", boom)
+    monkeypatch.setattr("irt_pipeline.defs.calibration.assets.item_fit", boom)
     failed = run_job(calibration_job, instance, database_url, bank.name)
     assert not failed.success
     params = IrtDatabase(url=database_url).latest_parameters(item_uuid("item-002"))

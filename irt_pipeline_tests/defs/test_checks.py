@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irt_pipeline.defs import assets as assets_module
-from irt_pipeline.defs.checks import (
+from irt_pipeline.defs.calibration import assets as assets_module
+from irt_pipeline.defs.calibration.checks import (
     CHECK_EM_CONVERGED,
     CHECK_PARAMETERS_WITHIN_BOUNDS,
     item_quality,
     parameters_within_bounds,
 )
-from irt_pipeline.defs.values import PARAMETER_COLUMNS, FitStatistics, SkippedItem
+from irt_pipeline.defs.calibration.values import PARAMETER_COLUMNS, FitStatistics, SkippedItem
 from irt_pipeline_tests.defs.conftest import (
     failure_text,
     load_standard_bank,

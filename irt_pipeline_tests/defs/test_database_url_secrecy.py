@@ -14,7 +14,7 @@ import json
 import pytest
 
 from irt_pipeline import cli
-from irt_pipeline.defs.launch import calibrate_command
+from irt_pipeline.defs.operations.launch import calibrate_command
 from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline.storage.connection import InvalidDatabaseUrl, connect, mask_database_url
 

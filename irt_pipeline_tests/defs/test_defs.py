@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from irt_pipeline.defs.checks import (
+from irt_pipeline.defs.calibration.checks import (
     CHECK_EM_CONVERGED,
     CHECK_ITEM_QUALITY,
     CHECK_PARAMETERS_WITHIN_BOUNDS,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from irt_pipeline.defs.values import _select_columns, column_correct
+from irt_pipeline.defs.calibration.values import _select_columns, column_correct
 
 
 @pytest.mark.parametrize("seed", range(5))

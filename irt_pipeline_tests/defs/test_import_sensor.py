@@ -12,16 +12,16 @@ import dagster as dg
 import pydantic
 import pytest
 
-from irt_pipeline.defs.automation_settings import (
+from irt_pipeline.defs.automation.automation_settings import (
     MAX_ATTEMPTS_ENV,
     QUIET_MINUTES_ENV,
     SETTINGS_KEY,
     ExamImportSettings,
     exam_import_settings,
 )
-from irt_pipeline.defs.import_cursor import ImportCursor
-from irt_pipeline.defs.import_sensor import exam_import_sensor
-from irt_pipeline.defs.jobs import JOB_NAME
+from irt_pipeline.defs.automation.import_cursor import ImportCursor
+from irt_pipeline.defs.automation.import_sensor import exam_import_sensor
+from irt_pipeline.defs.calibration.jobs import JOB_NAME
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.definitions import defs
 from irt_pipeline_tests.brief_fixtures import item_uuid, student_uuid

@@ -17,7 +17,7 @@ import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from psycopg.conninfo import conninfo_to_dict
 
-from irt_pipeline.defs.jobs import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
+from irt_pipeline.defs.calibration.jobs import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from irt_pipeline_tests.defs.conftest import failure_text, load_standard_bank, run_job, runs
 
 REPO = Path(__file__).resolve().parents[2]

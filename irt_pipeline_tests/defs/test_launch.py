@@ -8,8 +8,8 @@ import re
 import pytest
 
 from irt_pipeline import cli, storage
-from irt_pipeline.defs import assets as assets_module
-from irt_pipeline.defs.launch import calibrate_command
+from irt_pipeline.defs.calibration import assets as assets_module
+from irt_pipeline.defs.operations.launch import calibrate_command
 from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline_tests.defs.conftest import load_standard_bank, parameter_rows, runs
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irt_pipeline.defs.checks import anchors_stable
-from irt_pipeline.defs.config import CalibrationConfig
-from irt_pipeline.defs.reporting import drifted_items_markdown
-from irt_pipeline.defs.values import (
+from irt_pipeline.defs.calibration.checks import anchors_stable
+from irt_pipeline.defs.calibration.config import CalibrationConfig
+from irt_pipeline.defs.calibration.reporting import drifted_items_markdown
+from irt_pipeline.defs.calibration.values import (
     METHOD_INITIAL,
     METHOD_NONE,
     METHOD_STOCKING_LORD,

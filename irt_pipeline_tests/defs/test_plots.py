@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from irt_pipeline.defs import assets as assets_module
-from irt_pipeline.defs import plots
-from irt_pipeline.defs.reporting import flagged_items_markdown
+from irt_pipeline.defs.calibration import assets as assets_module
+from irt_pipeline.defs.calibration import plots
+from irt_pipeline.defs.calibration.reporting import flagged_items_markdown
 from irt_pipeline.engine import calibrate_3pl, item_fit
 from irt_pipeline.engine.quality import assess_items
 from irt_pipeline_tests.brief_fixtures import item_uuid

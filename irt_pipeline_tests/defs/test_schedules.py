@@ -7,8 +7,8 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from irt_pipeline.defs.jobs import JOB_NAME
-from irt_pipeline.defs.schedules import (
+from irt_pipeline.defs.calibration.jobs import JOB_NAME
+from irt_pipeline.defs.automation.schedules import (
     CRON_ENV,
     DEFAULT_CRON,
     configured_cron,

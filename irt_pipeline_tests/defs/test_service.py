@@ -8,11 +8,11 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from irt_pipeline.defs import assets as assets_module
-from irt_pipeline.defs.assets import ASSETS, response_matrix
-from irt_pipeline.defs.checks import CHECK_ITEM_QUALITY
+from irt_pipeline.defs.calibration import assets as assets_module
+from irt_pipeline.defs.calibration.assets import ASSETS, response_matrix
+from irt_pipeline.defs.calibration.checks import CHECK_ITEM_QUALITY
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
-from irt_pipeline.defs.values import ResponseMatrix
+from irt_pipeline.defs.calibration.values import ResponseMatrix
 from irt_pipeline_tests.defs.conftest import (
     add_bank_partition,
     failure_text,
@@ -156,7 +156,7 @@ def test_run_status_becomes_failed_when_the_engine_raises(database_url, instance
     def broken_engine(*args, **kwargs):
         raise ValueError("responses: simulated engine failure")
 
-    monkeypatch.setattr("irt_pipeline.defs.assets.calibrate_3pl", broken_engine)
+    monkeypatch.setattr("irt_pipeline.defs.calibration.assets.calibrate_3pl", broken_engine)
     result = run_job(calibration_job, instance, database_url, bank.name)
     assert not result.success
     (run,) = runs(database_url, bank.name)

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from irt_pipeline import storage
-from irt_pipeline.defs.assets import ASSETS, CHAIN
+from irt_pipeline.defs.calibration.assets import ASSETS, CHAIN
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.errors import CalibrationFailedError
 from irt_pipeline.storage.runs import ScaleRecord

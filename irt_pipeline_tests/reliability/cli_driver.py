@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--slow-em"]:
         slow, argv = float(argv[1]), argv[2:]
     if slow:
-        from irt_pipeline.defs import assets
+        from irt_pipeline.defs.calibration import assets
 
         engine = assets.calibrate_3pl
 

@@ -20,8 +20,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from irt_pipeline.defs.jobs import JOB_NAME
-from irt_pipeline.defs.launch import calibrate_command
+from irt_pipeline.defs.calibration.jobs import JOB_NAME
+from irt_pipeline.defs.operations.launch import calibrate_command
 from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline_tests.defs.conftest import load_matrix, query, simulate_3pl
 

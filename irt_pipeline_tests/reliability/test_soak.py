@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 
-from irt_pipeline.defs.launch import calibrate_command
+from irt_pipeline.defs.operations.launch import calibrate_command
 from irt_pipeline.storage import leases
 from irt_pipeline_tests.defs.conftest import load_standard_bank, parameter_rows, query, runs
 

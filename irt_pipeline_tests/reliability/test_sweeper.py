@@ -1,4 +1,4 @@
-"""Run leases and the stale-run sweeper (storage/runs.py, storage/leases.py, defs/stale_runs.py).
+"""Run leases and the stale-run sweeper (storage/runs.py, storage/leases.py, defs/operations/stale_runs.py).
 
 A `running` audit row is dead when its owner is provably gone: no session holds its lease and it
 was not handed over (or the hand-over is older than the grace, or its Dagster run finished), or
@@ -19,7 +19,7 @@ import pytest
 
 from irt_pipeline import storage
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
-from irt_pipeline.defs.stale_runs import stale_calibration_runs_sensor, sweep_stale_runs
+from irt_pipeline.defs.operations.stale_runs import stale_calibration_runs_sensor, sweep_stale_runs
 from irt_pipeline.errors import CalibrationFailedError, CalibrationInProgressError
 from irt_pipeline.storage import leases
 from irt_pipeline.storage.runs import (

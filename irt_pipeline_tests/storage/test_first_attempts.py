@@ -16,8 +16,8 @@ import psycopg
 import pytest
 import scipy.sparse as sp
 
-from irt_pipeline.defs.config import CalibrationConfig
-from irt_pipeline.defs.values import build_response_matrix
+from irt_pipeline.defs.calibration.config import CalibrationConfig
+from irt_pipeline.defs.calibration.values import build_response_matrix
 from irt_pipeline.storage import attempts as attempts_module
 from irt_pipeline.storage import binary_copy_out
 from irt_pipeline.storage.binary_copy_out import copy_records

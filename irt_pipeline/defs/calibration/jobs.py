@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from irt_pipeline.defs.assets import GROUP
-from irt_pipeline.defs.hooks import mark_calibration_failed
+from irt_pipeline.defs.calibration.assets import GROUP
+from irt_pipeline.defs.operations.hooks import mark_calibration_failed
 
 JOB_NAME = "calibration_job"
 MAX_RUNTIME_TAG = "dagster/max_runtime"

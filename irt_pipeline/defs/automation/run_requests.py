@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
-from irt_pipeline.defs.config import CalibrationConfig, run_config_for
-from irt_pipeline.defs.jobs import JOB_NAME
+from irt_pipeline.defs.calibration.config import CalibrationConfig, run_config_for
+from irt_pipeline.defs.calibration.jobs import JOB_NAME
 
 TRIGGER_TAG = "irt/trigger"
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from irt_pipeline.defs.config import LINKING_NONE, CalibrationSettings
+from irt_pipeline.defs.calibration.config import LINKING_NONE, CalibrationSettings
 from irt_pipeline.engine import BRIEF_BOUNDS, CalibrationResult
 from irt_pipeline.engine.abilities import Abilities
 from irt_pipeline.engine.linking import ItemSet, Link, link_to_bank, transform_result

@@ -17,7 +17,7 @@ the hook is harmless.
 # (Config class, resource and input types) and cannot resolve postponed (string) ones.
 import dagster as dg
 
-from irt_pipeline.defs.failures import message_from_error_info
+from irt_pipeline.defs.operations.failures import message_from_error_info
 from irt_pipeline.defs.resources import IrtDatabase
 
 

@@ -11,7 +11,7 @@ run-failure sensor in sensors.py.
 # (Config class, resource and input types) and cannot resolve postponed (string) ones.
 import dagster as dg
 
-from irt_pipeline.defs.failures import failure_message
+from irt_pipeline.defs.operations.failures import failure_message
 from irt_pipeline.defs.resources import RESOURCE_KEY
 
 

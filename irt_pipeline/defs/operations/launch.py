@@ -23,12 +23,12 @@ import dagster as dg
 import pydantic
 
 from irt_pipeline import errors
-from irt_pipeline.defs.config import CalibrationConfig, run_config_for
-from irt_pipeline.defs.failures import code_of, message_from_error_info
-from irt_pipeline.defs.jobs import JOB_NAME
-from irt_pipeline.defs.partitions import ITEM_BANK_PARTITIONS_NAME
+from irt_pipeline.defs.calibration.config import CalibrationConfig, run_config_for
+from irt_pipeline.defs.operations.failures import code_of, message_from_error_info
+from irt_pipeline.defs.calibration.jobs import JOB_NAME
+from irt_pipeline.defs.calibration.partitions import ITEM_BANK_PARTITIONS_NAME
 from irt_pipeline.defs.resources import IrtDatabase, irt_database
-from irt_pipeline.defs.values import FitStatistics, skipped_reason_counts
+from irt_pipeline.defs.calibration.values import FitStatistics, skipped_reason_counts
 from irt_pipeline.models import Envelope, IrtCalibrationResponse
 
 EXIT_OK = 0

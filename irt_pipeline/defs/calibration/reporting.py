@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from irt_pipeline.defs.values import SkippedItem
+from irt_pipeline.defs.calibration.values import SkippedItem
 from irt_pipeline.engine.linking import DRIFT_FLOOR, DRIFT_Z
 
 MAX_LISTED = 200  # ids listed in one metadata entry; the event log stores every entry

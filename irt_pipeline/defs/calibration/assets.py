@@ -28,8 +28,8 @@ from collections.abc import Callable
 import dagster as dg
 
 from irt_pipeline import errors
-from irt_pipeline.defs.backfills import calibration_backfill_policy
-from irt_pipeline.defs.checks import (
+from irt_pipeline.defs.calibration.backfills import calibration_backfill_policy
+from irt_pipeline.defs.calibration.checks import (
     FIT_STATISTICS_CHECKS,
     ITEM_PARAMETERS_CHECKS,
     SCALE_LINKING_CHECKS,
@@ -38,10 +38,10 @@ from irt_pipeline.defs.checks import (
     item_quality,
     parameters_within_bounds,
 )
-from irt_pipeline.defs.config import CalibrationConfig
-from irt_pipeline.defs.partitions import item_bank_partitions
-from irt_pipeline.defs import plots
-from irt_pipeline.defs.reporting import (
+from irt_pipeline.defs.calibration.config import CalibrationConfig
+from irt_pipeline.defs.calibration.partitions import item_bank_partitions
+from irt_pipeline.defs.calibration import plots
+from irt_pipeline.defs.calibration.reporting import (
     drifted_items_markdown,
     flagged_items_markdown,
     id_list,
@@ -49,7 +49,7 @@ from irt_pipeline.defs.reporting import (
     summary_markdown,
 )
 from irt_pipeline.defs.resources import IrtDatabase
-from irt_pipeline.defs.values import (
+from irt_pipeline.defs.calibration.values import (
     REASON_NOT_IN_BANK,
     METHOD_NONE,
     METHOD_STOCKING_LORD,
