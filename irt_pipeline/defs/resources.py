@@ -26,11 +26,14 @@ from irt_pipeline import storage
 from irt_pipeline.models import IrtItemParameters
 from irt_pipeline.storage import leases
 from irt_pipeline.storage.attempts import BankSnapshot, read_bank_snapshot
+from irt_pipeline.storage.embedded import embedded_database_created
+from irt_pipeline.storage.migrate import pending_migrations
 from irt_pipeline.storage.runs import AbilityRows, ScaleRecord
 from irt_pipeline.storage.scale import BankScale, bank_scale
 
 DATABASE_URL_ENV = "IRT_DATABASE_URL"
 RESOURCE_KEY = "irt_db"
+MIGRATE_HINT = "run `irt-pipeline migrate` (or `make demo`)"
 
 
 class IrtDatabase(dg.ConfigurableResource):
@@ -44,11 +47,30 @@ class IrtDatabase(dg.ConfigurableResource):
         ),
     )
 
-    def resolved_url(self) -> str:
+    def _given_url(self) -> str:
         url = self.url
         if isinstance(url, dg.EnvVar):  # used outside a run (e.g. by the CLI): not resolved yet
             url = url.get_value() or ""
-        return url or storage.database_url()
+        return url or os.environ.get(DATABASE_URL_ENV, "")
+
+    def resolved_url(self) -> str:
+        return self._given_url() or storage.database_url()
+
+    def unready_reason(self) -> str | None:
+        """Why the sensors must leave the database alone, or None when it is migrated.
+
+        On a fresh checkout `dg dev` starts the sensors before anybody ran `irt-pipeline
+        migrate`: without this they would create the embedded cluster from inside the code
+        server and then fail every tick on missing tables. They skip with this reason instead
+        (and never create or migrate a database: DDL is the migrate command's job)."""
+        if not self._given_url() and not embedded_database_created():
+            return f"no database yet: {MIGRATE_HINT} (it creates the embedded PostgreSQL in .irt/pgdata)"
+        with self.connection() as conn:
+            pending = pending_migrations(conn)
+        if pending:
+            return (f"the database is not migrated ({len(pending)} migration(s) pending, from "
+                    f"{pending[0]}): {MIGRATE_HINT}")
+        return None
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

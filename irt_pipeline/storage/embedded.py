@@ -32,6 +32,13 @@ def database_url() -> str:
     return os.environ.get(DATABASE_URL_ENV) or embedded_database_url(project_root() / ".irt")
 
 
+def embedded_database_created(state_dir: Path | None = None) -> bool:
+    """True once the embedded server's cluster exists (initdb has run in ``state_dir/pgdata``,
+    by default the project's ``.irt``); `database_url()` would otherwise create it."""
+    state_dir = project_root() / ".irt" if state_dir is None else state_dir
+    return (state_dir / "pgdata" / "PG_VERSION").exists()
+
+
 def embedded_database_url(state_dir: Path) -> str:
     """Start (or reuse) the embedded server whose data folder is ``state_dir/pgdata``."""
     with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset

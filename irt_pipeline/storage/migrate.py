@@ -28,6 +28,16 @@ def migration_files() -> list[tuple[str, str]]:
     return [(f.name, f.read_text(encoding="utf-8")) for f in files]
 
 
+def pending_migrations(conn: psycopg.Connection) -> list[str]:
+    """Names of the migrations not applied to `conn`'s database yet, in order (all of them on a
+    database never migrated). Read-only: it creates nothing."""
+    names = [name for name, _ in migration_files()]
+    if conn.execute("SELECT to_regclass('irt_schema_migrations')").fetchone()[0] is None:
+        return names
+    done = {name for (name,) in conn.execute("SELECT name FROM irt_schema_migrations")}
+    return [name for name in names if name not in done]
+
+
 def apply_migrations(conn: psycopg.Connection) -> list[str]:
     """Apply the migrations not applied yet, in one committed transaction; return their names.
 

@@ -54,6 +54,9 @@ ATTEMPTS_THROUGH_TAG = "irt/attempts_through_id"
 def exam_import_sensor(
     context: dg.SensorEvaluationContext, irt_db: IrtDatabase, exam_imports: ExamImportSettings
 ) -> dg.SensorResult:
+    unready = irt_db.unready_reason()
+    if unready is not None:
+        return dg.SensorResult(skip_reason=unready)
     now = time.time()
     cursor = ImportCursor.parse(context.cursor)
     with irt_db.connection() as conn:

@@ -31,6 +31,14 @@ def run_failure_message(context: dg.RunFailureSensorContext) -> str:
     return f"CALIBRATION_FAILED: {text}"
 
 
+def _database_unready(context, irt_db: IrtDatabase) -> bool:
+    """True (and logged) when there is no migrated database, hence no audit row to close."""
+    unready = irt_db.unready_reason()
+    if unready is not None:
+        context.log.info(f"run {context.dagster_run.run_id} not recorded: {unready}")
+    return unready is not None
+
+
 @dg.run_failure_sensor(
     name="calibration_run_failure_sensor",
     description="Marks the calibration audit row of a failed Dagster run as failed.",
@@ -38,6 +46,8 @@ def run_failure_message(context: dg.RunFailureSensorContext) -> str:
     minimum_interval_seconds=30,
 )
 def calibration_run_failure_sensor(context: dg.RunFailureSensorContext, irt_db: IrtDatabase) -> None:
+    if _database_unready(context, irt_db):
+        return
     run_id = context.dagster_run.run_id
     count = irt_db.fail_runs_of_dagster_run(run_id, run_failure_message(context))
     if count:
@@ -52,6 +62,8 @@ def calibration_run_failure_sensor(context: dg.RunFailureSensorContext, irt_db: 
     minimum_interval_seconds=30,
 )
 def calibration_run_canceled_sensor(context: dg.RunStatusSensorContext, irt_db: IrtDatabase) -> None:
+    if _database_unready(context, irt_db):
+        return
     run_id = context.dagster_run.run_id
     count = irt_db.fail_runs_of_dagster_run(run_id, f"CALIBRATION_FAILED: Dagster run {run_id} was canceled")
     if count:

@@ -53,6 +53,9 @@ def sweep_stale_runs(instance: dg.DagsterInstance, irt_db: IrtDatabase) -> list[
     minimum_interval_seconds=INTERVAL_SECONDS,
 )
 def stale_calibration_runs_sensor(context: dg.SensorEvaluationContext, irt_db: IrtDatabase) -> dg.SkipReason:
+    unready = irt_db.unready_reason()
+    if unready is not None:
+        return dg.SkipReason(unready)
     failed = sweep_stale_runs(context.instance, irt_db)
     for row in failed:
         context.log.warning(
