@@ -40,8 +40,8 @@ from irt_pipeline.errors import CalibrationFailedError, CalibrationInProgressErr
 from irt_pipeline.storage._ids import parse_uuid, uuid_or_none
 from irt_pipeline.storage._tx import committed_transaction
 from irt_pipeline.storage.abilities import write_abilities
-from irt_pipeline.storage.scale import current_scale_run
 from irt_pipeline.storage.parameter_frame import WRITTEN_COLUMNS, WRITTEN_TYPES, validated_rows
+from irt_pipeline.storage.scale import current_scale_run
 
 _ONE_RUNNING_PER_BANK = "idx_irt_runs_one_running_per_bank"
 

@@ -19,8 +19,8 @@ from psycopg.rows import dict_row
 from irt_pipeline.defs.calibration.jobs import JOB_NAME
 from irt_pipeline.defs.calibration.partitions import ITEM_BANK_PARTITIONS_NAME
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
-from irt_pipeline_tests.conftest import fresh_database
 from irt_pipeline_tests.brief_fixtures import KNOWN_PARAMS, item_uuid, student_uuid
+from irt_pipeline_tests.conftest import fresh_database
 
 # -- data -------------------------------------------------------------------------------------
 

@@ -26,9 +26,9 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 
+from irt_pipeline.definitions import defs
 from irt_pipeline.defs.calibration.backfills import calibration_backfill_policy
 from irt_pipeline.defs.resources import DATABASE_URL_ENV
-from irt_pipeline.definitions import defs
 from irt_pipeline_tests.defs.conftest import add_bank_partition, load_standard_bank, parameter_rows, runs
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from irt_pipeline import storage
-from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline.defs.calibration.values import EligibleItems, FitStatistics, ItemParameters
+from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline_tests.defs.conftest import (
     failure_text,
     load_standard_bank,

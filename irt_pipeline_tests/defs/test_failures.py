@@ -8,8 +8,8 @@ import pytest
 from irt_pipeline import storage
 from irt_pipeline.defs.calibration import assets as assets_module
 from irt_pipeline.defs.calibration.assets import ASSETS, response_matrix
-from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.operations.run_status_sensors import calibration_run_canceled_sensor, calibration_run_failure_sensor
+from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline_tests.defs.conftest import add_bank_partition, run_failure_context, load_standard_bank, parameter_rows, run_job, runs
 
 pytestmark = pytest.mark.db

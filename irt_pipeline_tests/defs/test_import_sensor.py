@@ -19,11 +19,11 @@ from irt_pipeline.defs.automation.automation_settings import (
     ExamImportSettings,
     exam_import_settings,
 )
+from irt_pipeline.definitions import defs
 from irt_pipeline.defs.automation.import_cursor import ImportCursor
 from irt_pipeline.defs.automation.import_sensor import exam_import_sensor
 from irt_pipeline.defs.calibration.jobs import JOB_NAME
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
-from irt_pipeline.definitions import defs
 from irt_pipeline_tests.brief_fixtures import item_uuid, student_uuid
 from irt_pipeline_tests.defs.conftest import add_bank_partition, insert_attempts, insert_items, query
 

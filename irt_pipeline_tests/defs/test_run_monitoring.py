@@ -19,8 +19,8 @@ import pytest
 from dagster._daemon.monitoring.run_monitoring import check_run_timeout
 
 from irt_pipeline.defs.calibration.jobs import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
-from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline.defs.operations.run_status_sensors import calibration_run_failure_sensor
+from irt_pipeline.defs.resources import IrtDatabase
 from irt_pipeline_tests.defs.conftest import add_bank_partition, run_failure_context, runs
 
 

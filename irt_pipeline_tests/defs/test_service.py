@@ -11,8 +11,8 @@ import pytest
 from irt_pipeline.defs.calibration import assets as assets_module
 from irt_pipeline.defs.calibration.assets import ASSETS, response_matrix
 from irt_pipeline.defs.calibration.checks import CHECK_ITEM_QUALITY
-from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.calibration.values import ResponseMatrix
+from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline_tests.defs.conftest import (
     add_bank_partition,
     failure_text,

@@ -18,8 +18,8 @@ from irt_pipeline import storage
 from irt_pipeline.defs.calibration.assets import ASSETS, CHAIN
 from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.errors import CalibrationFailedError
-from irt_pipeline.storage.runs import ScaleRecord
 from irt_pipeline.storage import attempts as attempts_module
+from irt_pipeline.storage.runs import ScaleRecord
 from irt_pipeline_tests.brief_fixtures import student_uuid
 from irt_pipeline_tests.defs.conftest import (
     add_bank_partition,

@@ -10,8 +10,8 @@ import pytest
 from irt_pipeline import errors
 from irt_pipeline.defs.calibration.checks import invalid_parameter_rows
 from irt_pipeline.defs.calibration.config import CalibrationConfig
-from irt_pipeline.defs.operations.failures import code_of, coded_message, failure_message
 from irt_pipeline.defs.calibration.values import build_response_matrix, select_eligible
+from irt_pipeline.defs.operations.failures import code_of, coded_message, failure_message
 from irt_pipeline_tests.brief_fixtures import SMALL_ITEM_IDS, SMALL_RESPONSE_MATRIX, item_uuid, student_uuid
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from irt_pipeline import storage
 from irt_pipeline.defs.calibration.jobs import JOB_NAME
-from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.operations.stale_runs import stale_calibration_runs_sensor
+from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.errors import CalibrationFailedError
 from irt_pipeline.storage.runs import LEASE_NAMESPACE, fail_stale_runs, lease_key
 from irt_pipeline_tests.defs.conftest import item_uuid, load_standard_bank, parameter_rows, query, runs

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from irt_pipeline import storage
-from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.defs.operations.stale_runs import stale_calibration_runs_sensor, sweep_stale_runs
+from irt_pipeline.defs.resources import RESOURCE_KEY, IrtDatabase
 from irt_pipeline.errors import CalibrationFailedError, CalibrationInProgressError
 from irt_pipeline.storage import leases
 from irt_pipeline.storage.runs import (

@@ -33,10 +33,10 @@ import dagster as dg
 
 from irt_pipeline.defs.automation.automation_settings import ExamImportSettings
 from irt_pipeline.defs.automation.import_cursor import ImportCursor
+from irt_pipeline.defs.automation.run_requests import automation_run_config, bank_run_requests, repository_of
 from irt_pipeline.defs.calibration.jobs import calibration_job
 from irt_pipeline.defs.calibration.partitions import ITEM_BANK_PARTITIONS_NAME, item_bank_partitions
 from irt_pipeline.defs.resources import IrtDatabase
-from irt_pipeline.defs.automation.run_requests import automation_run_config, bank_run_requests, repository_of
 from irt_pipeline.storage.attempt_feed import latest_attempt_id, scan_attempts
 
 SENSOR_NAME = "exam_import_sensor"

@@ -16,9 +16,9 @@ import os
 
 import dagster as dg
 
+from irt_pipeline.defs.automation.run_requests import automation_run_config, bank_run_requests, repository_of
 from irt_pipeline.defs.calibration.jobs import calibration_job
 from irt_pipeline.defs.calibration.partitions import ITEM_BANK_PARTITIONS_NAME
-from irt_pipeline.defs.automation.run_requests import automation_run_config, bank_run_requests, repository_of
 
 SCHEDULE_NAME = "weekly_recalibration"
 CRON_ENV = "IRT_RECALIBRATION_CRON"

@@ -38,9 +38,9 @@ from irt_pipeline.defs.calibration.checks import (
     item_quality,
     parameters_within_bounds,
 )
+from irt_pipeline.defs.calibration import plots
 from irt_pipeline.defs.calibration.config import CalibrationConfig
 from irt_pipeline.defs.calibration.partitions import item_bank_partitions
-from irt_pipeline.defs.calibration import plots
 from irt_pipeline.defs.calibration.reporting import (
     drifted_items_markdown,
     flagged_items_markdown,
@@ -66,10 +66,10 @@ from irt_pipeline.defs.calibration.values import (
     skipped_reason_counts,
 )
 from irt_pipeline.engine import calibrate_3pl, item_fit
-from irt_pipeline.engine.quality import assess_items, reason_counts, se_unavailable
-from irt_pipeline.engine.responses import prepare_responses
 from irt_pipeline.engine.abilities import eap_abilities
 from irt_pipeline.engine.linking import LinkingError
+from irt_pipeline.engine.quality import assess_items, reason_counts, se_unavailable
+from irt_pipeline.engine.responses import prepare_responses
 from irt_pipeline.storage.runs import AbilityRows
 
 GROUP = "irt"

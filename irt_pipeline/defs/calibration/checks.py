@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from irt_pipeline.defs.calibration.reporting import MAX_LISTED, id_list
-from irt_pipeline.engine.linking import DRIFT_FLOOR, DRIFT_Z
 from irt_pipeline.defs.calibration.values import FitStatistics, ItemParameters, ScaleLinking
+from irt_pipeline.engine.linking import DRIFT_FLOOR, DRIFT_Z
 from irt_pipeline.engine.quality import REASON_AT_BOUND, REASON_SE_UNAVAILABLE, REASONS
 
 CHECK_PARAMETERS_WITHIN_BOUNDS = "parameters_within_bounds"

@@ -24,11 +24,11 @@ import pydantic
 
 from irt_pipeline import errors
 from irt_pipeline.defs.calibration.config import CalibrationConfig, run_config_for
-from irt_pipeline.defs.operations.failures import code_of, message_from_error_info
 from irt_pipeline.defs.calibration.jobs import JOB_NAME
 from irt_pipeline.defs.calibration.partitions import ITEM_BANK_PARTITIONS_NAME
-from irt_pipeline.defs.resources import IrtDatabase, irt_database
 from irt_pipeline.defs.calibration.values import FitStatistics, skipped_reason_counts
+from irt_pipeline.defs.operations.failures import code_of, message_from_error_info
+from irt_pipeline.defs.resources import IrtDatabase, irt_database
 from irt_pipeline.models import Envelope, IrtCalibrationResponse
 
 EXIT_OK = 0
