@@ -32,7 +32,7 @@ test: venv
 ## PostgreSQL 15, after every test has run once on the embedded PostgreSQL 16.
 test-db: venv
 	$(BIN)/pytest -q -m "db and not slow" irt_pipeline_tests/storage irt_pipeline_tests/reliability \
-		irt_pipeline_tests/defs/test_stale_publish.py irt_pipeline_tests/defs/test_instance.py
+		irt_pipeline_tests/defs/calibration/test_stale_publish.py irt_pipeline_tests/defs/test_instance.py
 
 ## The long simulation studies (SE coverage over 100 replications, two cohorts over ten seeds):
 ## minutes each, so not in every CI run (pyproject's addopts leave them out of plain pytest).

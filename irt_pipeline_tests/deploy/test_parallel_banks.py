@@ -19,7 +19,7 @@ One scenario, six runs:
    the bank's scale, the backfill's runs first calibrations).
 
 The limit on ``dagster/asset_partition_range_start`` is the same mechanism on another key (its
-values, one bank per backfill run: defs/test_backfills.py; the configuration: defs/test_instance.py);
+values, one bank per backfill run: defs/calibration/test_backfills.py; the configuration: defs/test_instance.py);
 a second backfill of one bank is left out to keep the test short.
 """
 

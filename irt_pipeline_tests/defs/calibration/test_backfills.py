@@ -31,7 +31,7 @@ from irt_pipeline.defs.calibration.backfills import calibration_backfill_policy
 from irt_pipeline.defs.resources import DATABASE_URL_ENV
 from irt_pipeline_tests.defs.conftest import add_bank_partition, load_standard_bank, parameter_rows, runs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ASSETS = ["response_matrix", "eligible_items", "item_parameters", "scale_linking", "fit_statistics",
           "student_abilities", "supabase_writes"]
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
