@@ -31,12 +31,17 @@ def run_failure_message(context: dg.RunFailureSensorContext) -> str:
     return f"CALIBRATION_FAILED: {text}"
 
 
-def _database_unready(context, irt_db: IrtDatabase) -> bool:
-    """True (and logged) when there is no migrated database, hence no audit row to close."""
+def close_audit_rows(context, irt_db: IrtDatabase, message: str) -> None:
+    """Fail the `running` audit rows of the context's Dagster run with `message`; leave a
+    database that is not there or not migrated alone (no audit row to close)."""
+    run_id = context.dagster_run.run_id
     unready = irt_db.unready_reason()
     if unready is not None:
-        context.log.info(f"run {context.dagster_run.run_id} not recorded: {unready}")
-    return unready is not None
+        context.log.info(f"run {run_id} not recorded: {unready}")
+        return
+    count = irt_db.fail_runs_of_dagster_run(run_id, message)
+    if count:
+        context.log.info(f"marked {count} calibration run(s) of Dagster run {run_id} failed")
 
 
 @dg.run_failure_sensor(
@@ -46,12 +51,7 @@ def _database_unready(context, irt_db: IrtDatabase) -> bool:
     minimum_interval_seconds=30,
 )
 def calibration_run_failure_sensor(context: dg.RunFailureSensorContext, irt_db: IrtDatabase) -> None:
-    if _database_unready(context, irt_db):
-        return
-    run_id = context.dagster_run.run_id
-    count = irt_db.fail_runs_of_dagster_run(run_id, run_failure_message(context))
-    if count:
-        context.log.info(f"marked {count} calibration run(s) of Dagster run {run_id} failed")
+    close_audit_rows(context, irt_db, run_failure_message(context))
 
 
 @dg.run_status_sensor(
@@ -62,9 +62,4 @@ def calibration_run_failure_sensor(context: dg.RunFailureSensorContext, irt_db: 
     minimum_interval_seconds=30,
 )
 def calibration_run_canceled_sensor(context: dg.RunStatusSensorContext, irt_db: IrtDatabase) -> None:
-    if _database_unready(context, irt_db):
-        return
-    run_id = context.dagster_run.run_id
-    count = irt_db.fail_runs_of_dagster_run(run_id, f"CALIBRATION_FAILED: Dagster run {run_id} was canceled")
-    if count:
-        context.log.info(f"marked {count} calibration run(s) of canceled Dagster run {run_id} failed")
+    close_audit_rows(context, irt_db, f"CALIBRATION_FAILED: Dagster run {context.dagster_run.run_id} was canceled")
